@@ -1,0 +1,246 @@
+//! backend: a connection to one MCP server over stdio or Streamable HTTP.
+//! In: requests and notifications from the session engine. Out: responses,
+//! and the server's own messages (`ClientBound`) delivered to the sink of the
+//! call they belong to or to every attached session.
+//!
+//! This module owns the backend-side JSON-RPC ids (a counter per connection,
+//! so requests of many clients sharing one process never collide), the
+//! progress-token namespace, the era handshake (`server/discover` probe,
+//! `initialize`), per-request timeouts and restart with backoff. It never sees
+//! a client's credentials.
+
+mod conn;
+mod http;
+mod stdio;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use conn::{Attachment, Connection};
+
+use crate::config::{BackendConfig, BackendTransport, Isolation, ProtocolPreference};
+use crate::mcp::{Era, ResponsePayload};
+
+/// A message from a server for the client side.
+#[derive(Debug)]
+pub enum ClientBound {
+    Notification {
+        method: String,
+        params: Option<Box<RawValue>>,
+    },
+    /// A server→client request (sampling, elicitation, roots/list); the
+    /// answer goes back through `reply`.
+    Request {
+        method: String,
+        params: Option<Box<RawValue>>,
+        reply: oneshot::Sender<ResponsePayload>,
+    },
+}
+
+/// Where a connection delivers messages for a client. Bounded: a client that
+/// does not read applies back-pressure to its own calls only.
+pub type Sink = mpsc::Sender<ClientBound>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend {backend:?} is unavailable: {reason}")]
+    Unavailable { backend: String, reason: String },
+    #[error("backend {backend:?} timed out after {}s", timeout.as_secs_f64())]
+    Timeout { backend: String, timeout: Duration },
+}
+
+impl BackendError {
+    pub fn backend(&self) -> &str {
+        match self {
+            BackendError::Unavailable { backend, .. } | BackendError::Timeout { backend, .. } => {
+                backend
+            }
+        }
+    }
+}
+
+/// What the gateway tells a server about the client it speaks for.
+#[derive(Debug, Clone)]
+pub struct ConnectParams {
+    /// The client's negotiated revision (handshake era) or `2026-07-28`.
+    pub client_version: String,
+    pub client_info: Box<RawValue>,
+    pub client_capabilities: Box<RawValue>,
+}
+
+impl ConnectParams {
+    /// Used for connections shared by many clients: the gateway speaks for
+    /// itself and declares what it can relay.
+    pub fn gateway_default() -> ConnectParams {
+        ConnectParams {
+            client_version: crate::mcp::LATEST_HANDSHAKE.to_owned(),
+            client_info: crate::mcp::envelope::to_raw(&serde_json::json!({
+                "name": "mcp-gateway",
+                "version": env!("CARGO_PKG_VERSION"),
+            })),
+            client_capabilities: crate::mcp::envelope::to_raw(&serde_json::json!({
+                "sampling": {},
+                "elicitation": {},
+                "roots": {"listChanged": true},
+            })),
+        }
+    }
+}
+
+/// What a server said about itself (initialize or server/discover result).
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub era: Era,
+    pub protocol_version: String,
+    pub capabilities: serde_json::Value,
+    pub server_info: serde_json::Value,
+    pub instructions: Option<String>,
+}
+
+/// One configured backend: how to reach it, its cached era, its shared
+/// connections, and its restart backoff.
+pub struct Backend {
+    pub config: BackendConfig,
+    http: reqwest::Client,
+    era: std::sync::Mutex<Option<Era>>,
+    shared: tokio::sync::Mutex<HashMap<String, Connection>>,
+    backoff: std::sync::Mutex<Backoff>,
+    reached: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    last_failure: Option<Instant>,
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        if self.failures == 0 {
+            return Duration::ZERO;
+        }
+        let ms = 100u64.saturating_mul(1 << self.failures.min(7));
+        let wanted = Duration::from_millis(ms.min(10_000));
+        match self.last_failure {
+            Some(at) => wanted.saturating_sub(at.elapsed()),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+impl Backend {
+    pub fn new(config: BackendConfig, http: reqwest::Client, shutdown: CancellationToken) -> Arc<Backend> {
+        let era = match &config.protocol {
+            ProtocolPreference::Auto => None,
+            ProtocolPreference::Fixed(v) if v == crate::mcp::V2026 => Some(Era::Stateless),
+            ProtocolPreference::Fixed(_) => Some(Era::Handshake),
+        };
+        Arc::new(Backend {
+            config,
+            http,
+            era: std::sync::Mutex::new(era),
+            shared: tokio::sync::Mutex::new(HashMap::new()),
+            backoff: std::sync::Mutex::new(Backoff::default()),
+            reached: AtomicBool::new(false),
+            shutdown,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.config.name.as_str()
+    }
+
+    /// Whether the backend has answered a handshake at least once.
+    pub fn reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
+    }
+
+    /// The key under which connections are shared, if they are: stdio
+    /// processes by isolation; nothing else is shared.
+    pub fn share_key(&self, principal_key: &str) -> Option<String> {
+        match &self.config.transport {
+            BackendTransport::Stdio { isolation: Isolation::Shared, .. } => Some(String::new()),
+            BackendTransport::Stdio { isolation: Isolation::Principal, .. } => {
+                Some(principal_key.to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// A connection for a client: a shared one when the isolation says so,
+    /// else a new one. Waits out the restart backoff after failures.
+    pub async fn connect(
+        self: &Arc<Self>,
+        principal_key: &str,
+        params: &ConnectParams,
+    ) -> Result<Connection, BackendError> {
+        match self.share_key(principal_key) {
+            Some(key) => {
+                let mut shared = self.shared.lock().await;
+                if let Some(conn) = shared.get(&key).filter(|c| c.is_alive()) {
+                    return Ok(conn.clone());
+                }
+                let conn = self.open(&ConnectParams::gateway_default_for(params)).await?;
+                shared.insert(key, conn.clone());
+                Ok(conn)
+            }
+            None => self.open(params).await,
+        }
+    }
+
+    async fn open(self: &Arc<Self>, params: &ConnectParams) -> Result<Connection, BackendError> {
+        let delay = self.backoff.lock().map(|b| b.delay()).unwrap_or_default();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let known_era = self.era.lock().ok().and_then(|e| *e);
+        let result = conn::open(self, params, known_era).await;
+        if let Ok(mut b) = self.backoff.lock() {
+            match &result {
+                Ok(_) => *b = Backoff::default(),
+                Err(_) => {
+                    b.failures = b.failures.saturating_add(1);
+                    b.last_failure = Some(Instant::now());
+                }
+            }
+        }
+        if let Ok(conn) = &result {
+            self.reached.store(true, Ordering::Relaxed);
+            if let Ok(mut era) = self.era.lock() {
+                *era = Some(conn.facts().era);
+            }
+        }
+        result
+    }
+
+    /// Probes the backend once (for readiness); the connection is dropped.
+    pub async fn probe(self: &Arc<Self>) -> Result<ServerFacts, BackendError> {
+        let conn = self.open(&ConnectParams::gateway_default()).await?;
+        let facts = conn.facts().clone();
+        conn.close();
+        Ok(facts)
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> BackendError {
+        BackendError::Unavailable { backend: self.name().to_owned(), reason: reason.into() }
+    }
+}
+
+impl ConnectParams {
+    /// For a shared connection, the gateway's own identity with the client's
+    /// revision preference.
+    fn gateway_default_for(params: &ConnectParams) -> ConnectParams {
+        let mut p = ConnectParams::gateway_default();
+        if crate::mcp::is_handshake_version(&params.client_version) {
+            p.client_version = params.client_version.clone();
+        }
+        p
+    }
+}

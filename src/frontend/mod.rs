@@ -1,0 +1,159 @@
+//! frontend: transports served to clients. In: HTTP requests. Out: the
+//! session engine's responses and messages, as JSON or SSE. Thin: no
+//! policy, no routing decisions beyond the path; each transport error maps
+//! to its HTTP status and JSON-RPC code in one place (`reject`).
+
+pub mod sse;
+pub mod streamable_http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::mcp::{self, Envelope, JsonRpcId};
+use crate::session::Gateway;
+
+/// Why a request was refused before it reached a session.
+#[derive(Debug, thiserror::Error)]
+pub enum Reject {
+    #[error("invalid Origin {0:?}")]
+    Origin(String),
+    #[error("invalid Host {0:?}")]
+    Host(String),
+    #[error("Content-Type must be application/json")]
+    ContentType,
+    #[error("Accept must include {0}")]
+    Accept(&'static str),
+    #[error("{0}")]
+    Envelope(#[from] mcp::EnvelopeError),
+    #[error("missing Mcp-Session-Id header")]
+    MissingSession,
+    #[error("unknown or ended session")]
+    UnknownSession,
+    #[error("unsupported MCP-Protocol-Version {0:?}")]
+    BadVersionHeader(String),
+    #[error("{0}")]
+    HeaderMismatch(String),
+    #[error("{0}")]
+    MissingMeta(&'static str),
+    #[error("unsupported protocol version {requested:?}")]
+    UnsupportedVersion { requested: String },
+    #[error("batches are only allowed in protocol version 2025-03-26")]
+    Batch,
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
+    #[error("too many sessions for this principal (limit {0})")]
+    TooManySessions(usize),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("clients must not send responses without a session")]
+    StatelessResponse,
+}
+
+impl Reject {
+    /// The one mapping from a refusal to HTTP status and JSON-RPC error.
+    fn parts(&self) -> (StatusCode, i64) {
+        match self {
+            Reject::Origin(_) | Reject::Host(_) => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST),
+            Reject::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, mcp::code::INVALID_REQUEST),
+            Reject::Accept(_) => (StatusCode::NOT_ACCEPTABLE, mcp::code::INVALID_REQUEST),
+            Reject::Envelope(e) => (StatusCode::BAD_REQUEST, e.code()),
+            Reject::MissingSession => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::UnknownSession => (StatusCode::NOT_FOUND, mcp::code::INVALID_REQUEST),
+            Reject::BadVersionHeader(_) => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::HeaderMismatch(_) => (StatusCode::BAD_REQUEST, mcp::code::HEADER_MISMATCH),
+            Reject::MissingMeta(_) => (StatusCode::BAD_REQUEST, mcp::code::INVALID_PARAMS),
+            Reject::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, mcp::code::UNSUPPORTED_PROTOCOL_VERSION),
+            Reject::Batch => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST),
+            Reject::TooManySessions(_) => (StatusCode::TOO_MANY_REQUESTS, mcp::code::RATE_LIMITED),
+            Reject::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, mcp::code::UNAUTHENTICATED),
+            Reject::StatelessResponse => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+        }
+    }
+
+    pub fn into_response_with_id(self, id: Option<JsonRpcId>) -> Response {
+        let (status, code) = self.parts();
+        let message = self.to_string();
+        let mut data = serde_json::json!({"reason": message});
+        if let Reject::UnsupportedVersion { requested } = &self {
+            data["supported"] = serde_json::json!([mcp::V2026]);
+            data["requested"] = serde_json::json!(requested);
+        }
+        let body = Envelope::error(id, code, &message, Some(data)).to_json();
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        match self {
+            Reject::MethodNotAllowed(_) => {
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            Reject::TooManySessions(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        tracing::debug!(reason = %self, "request refused");
+        self.into_response_with_id(None)
+    }
+}
+
+/// The client listener's routes.
+pub fn router(gw: Arc<Gateway>, local: SocketAddr) -> Router {
+    streamable_http::routes(gw, local)
+}
+
+/// DNS-rebinding protection: a browser page from another origin must not
+/// reach the gateway. Requests without `Origin` (non-browser clients) pass.
+pub(crate) fn check_origin(gw: &Gateway, headers: &HeaderMap, local: SocketAddr) -> Result<(), Reject> {
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+        && local.ip().is_loopback()
+        && !is_loopback_authority(host)
+    {
+        // Bound to loopback, but asked for another name: a rebinding attack.
+        return Err(Reject::Host(host.to_owned()));
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or("");
+    if gw.config.listen.allowed_origins.iter().any(|o| o == origin) {
+        return Ok(());
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    if local.ip().is_loopback() && is_loopback_authority(authority) {
+        return Ok(());
+    }
+    Err(Reject::Origin(origin.to_owned()))
+}
+
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_authorities() {
+        for ok in ["localhost", "localhost:8080", "127.0.0.1:1", "[::1]:80", "127.0.0.2"] {
+            assert!(super::is_loopback_authority(ok), "{ok}");
+        }
+        for bad in ["evil.example.com", "evil.example.com:8080", "10.0.0.1:80", "localhost.evil.com"] {
+            assert!(!super::is_loopback_authority(bad), "{bad}");
+        }
+    }
+}

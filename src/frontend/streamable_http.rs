@@ -1,0 +1,511 @@
+//! Streamable HTTP at `/mcp` and `/servers/{backend}/mcp`, every revision:
+//! handshake-era sessions (`Mcp-Session-Id`, GET stream, DELETE) and
+//! stateless 2026-07-28 requests (routing headers checked against the body).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::{Reject, check_origin, sse};
+use crate::auth::Principal;
+use crate::mcp::{self, Envelope, Era, Kind};
+use crate::router::Route;
+use crate::session::{Gateway, Session, SessionError, backend_error_response};
+
+const TRANSPORT: &str = "streamable_http";
+
+#[derive(Clone)]
+struct AppState {
+    gw: Arc<Gateway>,
+    local: SocketAddr,
+}
+
+pub fn routes(gw: Arc<Gateway>, local: SocketAddr) -> Router {
+    let limit = gw.config.limits.max_body_bytes;
+    let state = AppState { gw, local };
+    Router::new()
+        .route("/mcp", get(get_default).post(post_default).delete(delete_default))
+        .route(
+            "/servers/{backend}/mcp",
+            get(get_backend).post(post_backend).delete(delete_backend),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn backend_route(state: &AppState, name: &str) -> Result<Route, Response> {
+    state
+        .gw
+        .router
+        .backend_route(name)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, "unknown backend").into_response())
+}
+
+async fn post_default(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let route = s.gw.router.default_route();
+    post(s, route, headers, body).await
+}
+
+async fn post_backend(
+    State(s): State<AppState>,
+    Path(backend): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match backend_route(&s, &backend) {
+        Ok(route) => post(s, route, headers, body).await,
+        Err(r) => r,
+    }
+}
+
+async fn get_default(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let route = s.gw.router.default_route();
+    get_stream(s, route, headers).await
+}
+
+async fn get_backend(State(s): State<AppState>, Path(backend): Path<String>, headers: HeaderMap) -> Response {
+    match backend_route(&s, &backend) {
+        Ok(route) => get_stream(s, route, headers).await,
+        Err(r) => r,
+    }
+}
+
+async fn delete_default(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    delete(s, headers).await
+}
+
+async fn delete_backend(State(s): State<AppState>, Path(backend): Path<String>, headers: HeaderMap) -> Response {
+    match backend_route(&s, &backend) {
+        Ok(_) => delete(s, headers).await,
+        Err(r) => r,
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_post_headers(headers: &HeaderMap) -> Result<(), Reject> {
+    let content_type = header_str(headers, "content-type").unwrap_or("");
+    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+        return Err(Reject::ContentType);
+    }
+    let accept = header_str(headers, "accept").unwrap_or("").to_ascii_lowercase();
+    let any = accept.contains("*/*");
+    if !any && !accept.contains("application/json") {
+        return Err(Reject::Accept("application/json and text/event-stream"));
+    }
+    if !any && !accept.contains("text/event-stream") {
+        return Err(Reject::Accept("application/json and text/event-stream"));
+    }
+    Ok(())
+}
+
+async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principal, Reject> {
+    gw.auth
+        .authenticate(headers)
+        .await
+        .map_err(|e| Reject::Unauthenticated(e.to_string()))
+}
+
+async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check_origin(&s.gw, &headers, s.local).and_then(|_| check_post_headers(&headers)) {
+        return r.into_response();
+    }
+    let principal = match authenticate(&s.gw, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return Reject::Envelope(mcp::EnvelopeError::Parse("body is not UTF-8".into())).into_response(),
+    };
+    if text.trim_start().starts_with('[') {
+        return post_batch(s, principal, headers, text).await;
+    }
+    let env = match Envelope::parse(text) {
+        Ok(env) => env,
+        Err(e) => return Reject::Envelope(e).into_response(),
+    };
+    let session_id = header_str(&headers, "mcp-session-id").map(str::to_owned);
+    if env.method.as_deref() == Some("initialize") && env.kind() == Kind::Request {
+        return initialize(s, principal, route, env).await;
+    }
+    match session_id {
+        Some(id) => {
+            let session = match session_for(&s.gw, &id, &principal, &headers) {
+                Ok(session) => session,
+                Err(r) => return r.into_response_with_id(env.id.clone()),
+            };
+            post_in_session(s, session, env).await
+        }
+        None if is_stateless(&headers, &env) => post_stateless(s, principal, route, headers, env).await,
+        None => Reject::MissingSession.into_response_with_id(env.id),
+    }
+}
+
+fn session_for(gw: &Gateway, id: &str, principal: &Principal, headers: &HeaderMap) -> Result<Arc<Session>, Reject> {
+    // Unknown session id → 404 so the client starts a new session (MCP
+    // Streamable HTTP); a session of another principal is unknown too.
+    let session = gw.session(id, principal).map_err(|_| Reject::UnknownSession)?;
+    if let Some(v) = header_str(headers, "mcp-protocol-version")
+        && !mcp::is_handshake_version(v)
+    {
+        return Err(Reject::BadVersionHeader(v.to_owned()));
+    }
+    Ok(session)
+}
+
+/// A request without a session that announces 2026-07-28 in its headers or
+/// its `_meta`.
+fn is_stateless(headers: &HeaderMap, env: &Envelope) -> bool {
+    if header_str(headers, "mcp-protocol-version").is_some_and(|v| !mcp::is_handshake_version(v)) {
+        return true;
+    }
+    env.params
+        .as_deref()
+        .map(mcp::ParamsProbe::parse)
+        .and_then(|p| p.meta)
+        .is_some_and(|m| m.protocol_version.is_some())
+}
+
+async fn initialize(s: AppState, principal: Principal, route: Route, env: Envelope) -> Response {
+    match s.gw.initialize(principal, route, TRANSPORT, &env).await {
+        Ok((session, response)) => {
+            tracing::info!(session.id = %session.id, protocol_version = %session.client.protocol_version, "session opened");
+            let mut r = json_response(StatusCode::OK, &response);
+            if let Ok(v) = HeaderValue::from_str(&session.id) {
+                r.headers_mut().insert("mcp-session-id", v);
+            }
+            r
+        }
+        Err(SessionError::TooMany { limit }) => Reject::TooManySessions(limit).into_response_with_id(env.id),
+        Err(SessionError::Backend(e)) => json_response(StatusCode::OK, &backend_error_response(env.id, &e)),
+        Err(SessionError::NotFound) => Reject::UnknownSession.into_response_with_id(env.id),
+    }
+}
+
+async fn post_in_session(s: AppState, session: Arc<Session>, env: Envelope) -> Response {
+    match env.kind() {
+        Kind::Notification => {
+            session.handle_notification(env).await;
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Response => {
+            session.handle_response(env);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Request => {
+            let (tx, rx) = mpsc::channel(s.gw.config.limits.max_queued_messages);
+            // Handshake era: a disconnect is not a cancellation, so the call
+            // runs as its own task (cancelled only by notifications/cancelled).
+            let task = session.spawn_request(env, tx);
+            respond(&s.gw, task, rx, Era::Handshake, None).await
+        }
+    }
+}
+
+/// 2026-07-28: every request stands alone; the routing headers must agree
+/// with the body before anything else looks at it.
+async fn post_stateless(s: AppState, principal: Principal, route: Route, headers: HeaderMap, env: Envelope) -> Response {
+    if let Err(r) = check_stateless(&headers, &env) {
+        return r.into_response_with_id(env.id);
+    }
+    match env.kind() {
+        Kind::Response => Reject::StatelessResponse.into_response_with_id(env.id),
+        Kind::Notification => StatusCode::ACCEPTED.into_response(),
+        Kind::Request if env.method.as_deref() == Some("server/discover") => {
+            let response = s.gw.discover(&principal, &route, &env).await;
+            json_response(stateless_status(&response), &response)
+        }
+        Kind::Request => {
+            let context = s.gw.stateless_context(&principal, &route, env.params.as_deref()).await;
+            let (tx, rx) = mpsc::channel(s.gw.config.limits.max_queued_messages);
+            let handle = s.gw.tracker.spawn(async move { Some(context.handle_request(env, tx).await) });
+            // Closing the response stream cancels the call (2026-07-28).
+            let guard = AbortOnDrop(handle.abort_handle());
+            respond(&s.gw, handle, rx, Era::Stateless, Some(guard)).await
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn check_stateless(headers: &HeaderMap, env: &Envelope) -> Result<(), Reject> {
+    let probe = env.params.as_deref().map(mcp::ParamsProbe::parse).unwrap_or_default();
+    let version = probe.meta.as_ref().and_then(|m| m.protocol_version.as_ref());
+    let version = match version {
+        Some(serde_json::Value::String(v)) => v.clone(),
+        Some(_) => return Err(Reject::MissingMeta("_meta protocol version must be a string")),
+        None if env.kind() == Kind::Request => {
+            return Err(Reject::MissingMeta("params._meta is missing io.modelcontextprotocol/protocolVersion"));
+        }
+        None => return Ok(()),
+    };
+    if version != mcp::V2026 {
+        return Err(Reject::UnsupportedVersion { requested: version });
+    }
+    for name in ["mcp-protocol-version", "mcp-method", "mcp-name"] {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(Reject::HeaderMismatch(format!("duplicate {name} header")));
+        }
+    }
+    match header_str(headers, "mcp-protocol-version") {
+        Some(v) if v == version => {}
+        Some(v) => return Err(Reject::HeaderMismatch(format!("MCP-Protocol-Version {v:?} does not match the body"))),
+        None => return Err(Reject::HeaderMismatch("missing MCP-Protocol-Version header".into())),
+    }
+    if env.kind() != Kind::Request {
+        return Ok(());
+    }
+    let method = env.method.as_deref().unwrap_or("");
+    match header_str(headers, "mcp-method") {
+        Some(m) if m == method => {}
+        Some(m) => return Err(Reject::HeaderMismatch(format!("Mcp-Method {m:?} does not match the body"))),
+        None => return Err(Reject::HeaderMismatch("missing Mcp-Method header".into())),
+    }
+    if let Some(param) = mcp::Method::parse(method).name_param() {
+        let body_value = if param == "uri" { probe.uri.clone() } else { probe.name.clone() };
+        let header_value = header_str(headers, "mcp-name").map(decode_header_value);
+        match (body_value, header_value) {
+            (Some(b), Some(Some(h))) if b == h => {}
+            (_, None) => return Err(Reject::HeaderMismatch("missing Mcp-Name header".into())),
+            _ => return Err(Reject::HeaderMismatch("Mcp-Name does not match the body".into())),
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the `=?base64?…?=` form of a routing header value.
+fn decode_header_value(value: &str) -> Option<String> {
+    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
+        Some(b64) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(value.to_owned()),
+    }
+}
+
+/// 2026-07-28 maps some errors to HTTP statuses (unknown method → 404).
+fn stateless_status(response: &Envelope) -> StatusCode {
+    match response.error_code() {
+        Some(mcp::code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(
+            mcp::code::INVALID_PARAMS
+            | mcp::code::HEADER_MISMATCH
+            | mcp::code::MISSING_CLIENT_CAPABILITY
+            | mcp::code::UNSUPPORTED_PROTOCOL_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+fn json_response(status: StatusCode, env: &Envelope) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], env.to_json()).into_response()
+}
+
+/// Answers with plain JSON when the call finishes without sending anything
+/// else first; otherwise switches to an SSE stream carrying the call's
+/// notifications and server requests, keep-alives, then the response.
+async fn respond(
+    gw: &Arc<Gateway>,
+    mut task: tokio::task::JoinHandle<Option<Envelope>>,
+    mut rx: mpsc::Receiver<Envelope>,
+    era: Era,
+    guard: Option<AbortOnDrop>,
+) -> Response {
+    let keepalive = gw.config.listen.sse_keepalive;
+    let first = tokio::select! {
+        done = &mut task => {
+            // Anything queued before the response means a stream after all.
+            match rx.try_recv() {
+                Ok(first) => Some((first, Some(done))),
+                Err(_) => {
+                    return match done {
+                        Ok(Some(response)) => {
+                            let status = if era == Era::Stateless { stateless_status(&response) } else { StatusCode::OK };
+                            json_response(status, &response)
+                        }
+                        // Cancelled by the client: nothing to answer.
+                        _ => StatusCode::ACCEPTED.into_response(),
+                    };
+                }
+            }
+        }
+        m = rx.recv() => m.map(|m| (m, None)),
+        _ = tokio::time::sleep(keepalive) => None,
+    };
+    let (response, body) = sse::response(&[]);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let mut finished: Option<Result<Option<Envelope>, tokio::task::JoinError>> = None;
+        if let Some((msg, done)) = first {
+            if body.send(Ok(sse::message_event(&msg.to_json(), None))).await.is_err() {
+                return;
+            }
+            finished = done;
+        }
+        let mut tick = sse::interval(keepalive);
+        loop {
+            if let Some(done) = finished.take() {
+                while let Ok(msg) = rx.try_recv() {
+                    if body.send(Ok(sse::message_event(&msg.to_json(), None))).await.is_err() {
+                        return;
+                    }
+                }
+                if let Ok(Some(response)) = done {
+                    let _ = body.send(Ok(sse::message_event(&response.to_json(), None))).await;
+                }
+                return;
+            }
+            tokio::select! {
+                done = &mut task => finished = Some(done),
+                Some(msg) = rx.recv() => {
+                    if body.send(Ok(sse::message_event(&msg.to_json(), None))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    if body.send(Ok(sse::keepalive())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    response
+}
+
+/// 2025-03-26 batches: every request answered in one JSON array.
+async fn post_batch(s: AppState, principal: Principal, headers: HeaderMap, text: &str) -> Response {
+    let items: Vec<Box<RawValue>> = match serde_json::from_str(text) {
+        Ok(items) => items,
+        Err(e) => return Reject::Envelope(mcp::EnvelopeError::Parse(e.to_string())).into_response(),
+    };
+    let Some(session_id) = header_str(&headers, "mcp-session-id") else {
+        return Reject::Batch.into_response();
+    };
+    let session = match session_for(&s.gw, session_id, &principal, &headers) {
+        Ok(session) => session,
+        Err(r) => return r.into_response(),
+    };
+    if session.client.protocol_version != "2025-03-26" || items.is_empty() {
+        return Reject::Batch.into_response();
+    }
+    let mut tasks = Vec::new();
+    let mut responses: Vec<String> = Vec::new();
+    for item in items {
+        let env = match Envelope::from_raw(&item) {
+            Ok(env) => env,
+            Err(e) => {
+                responses.push(Envelope::error(None, e.code(), &e.to_string(), None).to_json());
+                continue;
+            }
+        };
+        match env.kind() {
+            Kind::Request => {
+                // Messages about batched calls go to the GET stream.
+                let (tx, rx) = mpsc::channel(1);
+                drop(rx);
+                tasks.push(session.spawn_request(env, tx));
+            }
+            Kind::Notification => session.handle_notification(env).await,
+            Kind::Response => session.handle_response(env),
+        }
+    }
+    for task in tasks {
+        if let Ok(Some(r)) = task.await {
+            responses.push(r.to_json());
+        }
+    }
+    if responses.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let body = format!("[{}]", responses.join(","));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response {
+    if let Err(r) = check_origin(&s.gw, &headers, s.local) {
+        return r.into_response();
+    }
+    let principal = match authenticate(&s.gw, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let Some(session_id) = header_str(&headers, "mcp-session-id") else {
+        // Stateless clients have no GET stream (2026-07-28: 405).
+        return Reject::MethodNotAllowed("GET needs an Mcp-Session-Id; stateless clients use subscriptions/listen")
+            .into_response();
+    };
+    let accept = header_str(&headers, "accept").unwrap_or("").to_ascii_lowercase();
+    if !accept.contains("text/event-stream") && !accept.contains("*/*") {
+        return Reject::Accept("text/event-stream").into_response();
+    }
+    let session = match session_for(&s.gw, session_id, &principal, &headers) {
+        Ok(session) => session,
+        Err(r) => return r.into_response(),
+    };
+    let last_event_id = header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
+    let mut events = session.subscribe_stream(last_event_id);
+    let (response, body) = sse::response(&[]);
+    let keepalive = s.gw.config.listen.sse_keepalive;
+    let closing = s.gw.closing.clone();
+    let ended = session.closed_token();
+    tokio::spawn(async move {
+        let mut tick = sse::interval(keepalive);
+        loop {
+            let chunk = tokio::select! {
+                _ = closing.cancelled() => return,
+                _ = ended.cancelled() => return,
+                e = events.recv() => match e {
+                    Some((id, json)) => sse::message_event(&json, Some(id)),
+                    // Replaced by a newer GET stream, or cut for being slow.
+                    None => return,
+                },
+                _ = tick.tick() => sse::keepalive(),
+            };
+            if body.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    response
+}
+
+async fn delete(s: AppState, headers: HeaderMap) -> Response {
+    if let Err(r) = check_origin(&s.gw, &headers, s.local) {
+        return r.into_response();
+    }
+    let principal = match authenticate(&s.gw, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let Some(session_id) = header_str(&headers, "mcp-session-id") else {
+        return Reject::MethodNotAllowed("DELETE needs an Mcp-Session-Id").into_response();
+    };
+    match s.gw.session(session_id, &principal) {
+        Ok(session) => {
+            s.gw.end_session(&session.id);
+            tracing::info!(session.id = %session.id, "session deleted by the client");
+            StatusCode::OK.into_response()
+        }
+        Err(_) => Reject::UnknownSession.into_response(),
+    }
+}

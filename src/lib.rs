@@ -1,0 +1,19 @@
+//! mcp-gateway: an MCP-aware gateway.
+//!
+//! One pipeline per inbound JSON-RPC message (see DESIGN.md):
+//! frontend → auth → classify (`mcp`) → policy → limits → audit → session/router → backend.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod backend;
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod frontend;
+pub mod limits;
+pub mod mcp;
+pub mod policy;
+pub mod router;
+pub mod session;
+pub mod telemetry;

@@ -1,0 +1,83 @@
+//! router: request path → `Route` (which backends, whether names are
+//! prefixed), and names on a multiplexed route → (backend, the backend's own
+//! name). Pure: no I/O.
+//!
+//! The default route (`/mcp`) holds every configured backend; with one
+//! backend it is that server as itself, with several every tool and prompt
+//! name is `{backend}__{name}`. `/servers/{backend}/mcp` is one backend with
+//! its own names.
+
+use std::sync::Arc;
+
+use crate::backend::Backend;
+
+/// The separator between backend and name on a multiplexed route.
+pub const PREFIX_SEPARATOR: &str = "__";
+
+#[derive(Clone)]
+pub struct Route {
+    /// `""` for the default route, else the backend name of `/servers/{backend}`.
+    pub key: String,
+    pub backends: Vec<Arc<Backend>>,
+    /// Whether tool and prompt names carry the backend prefix.
+    pub prefixed: bool,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("key", &self.key)
+            .field("backends", &self.backends.iter().map(|b| b.name()).collect::<Vec<_>>())
+            .field("prefixed", &self.prefixed)
+            .finish()
+    }
+}
+
+pub struct Router {
+    backends: Vec<Arc<Backend>>,
+}
+
+impl Router {
+    pub fn new(backends: Vec<Arc<Backend>>) -> Router {
+        Router { backends }
+    }
+
+    pub fn backends(&self) -> &[Arc<Backend>] {
+        &self.backends
+    }
+
+    /// The multiplexed route over every backend.
+    pub fn default_route(&self) -> Route {
+        Route {
+            key: String::new(),
+            backends: self.backends.clone(),
+            prefixed: self.backends.len() > 1,
+        }
+    }
+
+    /// `/servers/{backend}`: `None` when no such backend exists.
+    pub fn backend_route(&self, name: &str) -> Option<Route> {
+        let backend = self.backends.iter().find(|b| b.name() == name)?;
+        Some(Route { key: name.to_owned(), backends: vec![backend.clone()], prefixed: false })
+    }
+}
+
+impl Route {
+    /// Splits a client-visible name into (backend index, backend's own name).
+    pub fn resolve_name<'a>(&self, name: &'a str) -> Option<(usize, &'a str)> {
+        if !self.prefixed {
+            return (!self.backends.is_empty()).then_some((0, name));
+        }
+        let (backend, rest) = name.split_once(PREFIX_SEPARATOR)?;
+        let index = self.backends.iter().position(|b| b.name() == backend)?;
+        Some((index, rest))
+    }
+
+    /// The client-visible name of a backend's own name.
+    pub fn public_name(&self, index: usize, name: &str) -> String {
+        match (self.prefixed, self.backends.get(index)) {
+            (true, Some(b)) => format!("{}{PREFIX_SEPARATOR}{name}", b.name()),
+            _ => name.to_owned(),
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! One client session: routes each request to its backend, relays what the
+//! backend sends back about it, and bridges the eras at this edge.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::stream::GetStream;
+use super::{Gateway, backend_error_response, elapsed_us, lists, park};
+use crate::audit::{Outcome, Record};
+use crate::auth::Principal;
+use crate::backend::{BackendError, ClientBound, ConnectParams, Connection, ServerFacts, Sink};
+use crate::limits::Admission;
+use crate::mcp::envelope::{error_object, to_raw};
+use crate::mcp::meta::{edit_params, result_type};
+use crate::mcp::{self, Call, Envelope, Era, JsonRpcId, Method, ResponsePayload, Target};
+use crate::policy;
+use crate::router::Route;
+
+/// Messages for the client on the stream of the request being handled.
+pub type Out = mpsc::Sender<Envelope>;
+
+/// What the client said about itself.
+#[derive(Debug, Clone)]
+pub struct ClientFacts {
+    pub era: Era,
+    pub protocol_version: String,
+    pub connect: ConnectParams,
+}
+
+/// At most this many `input_required` rounds are bridged for one request.
+const MAX_INPUT_ROUNDS: usize = 8;
+
+pub struct Session {
+    pub id: String,
+    pub principal: Principal,
+    pub route: Route,
+    pub client: ClientFacts,
+    pub transport: &'static str,
+    gateway: Weak<Gateway>,
+    upstreams: Vec<Upstream>,
+    unrelated: Sink,
+    stream: Mutex<GetStream>,
+    client_requests: Mutex<HashMap<String, oneshot::Sender<ResponsePayload>>>,
+    next_client_request: AtomicU64,
+    in_flight: Mutex<HashMap<JsonRpcId, AbortHandle>>,
+    busy: AtomicUsize,
+    permits: Arc<Semaphore>,
+    last_seen: Mutex<Instant>,
+    closed: CancellationToken,
+    pub(super) catalog: Mutex<lists::Catalog>,
+    queue: usize,
+}
+
+struct Upstream {
+    backend: Arc<crate::backend::Backend>,
+    conn: tokio::sync::Mutex<Option<(Connection, crate::backend::Attachment)>>,
+}
+
+impl Session {
+    pub(super) fn new(
+        gateway: &Arc<Gateway>,
+        id: String,
+        principal: Principal,
+        route: Route,
+        client: ClientFacts,
+        transport: &'static str,
+    ) -> Arc<Session> {
+        let limits = &gateway.config.limits;
+        let (tx, mut rx) = mpsc::channel::<ClientBound>(limits.max_queued_messages);
+        let upstreams = route
+            .backends
+            .iter()
+            .map(|b| Upstream { backend: b.clone(), conn: tokio::sync::Mutex::new(None) })
+            .collect();
+        let session = Arc::new(Session {
+            id,
+            principal,
+            route,
+            client,
+            transport,
+            gateway: Arc::downgrade(gateway),
+            upstreams,
+            unrelated: tx,
+            stream: Mutex::new(GetStream::new(limits.max_queued_messages)),
+            client_requests: Mutex::new(HashMap::new()),
+            next_client_request: AtomicU64::new(1),
+            in_flight: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+            permits: Arc::new(Semaphore::new(limits.max_in_flight_per_session)),
+            last_seen: Mutex::new(Instant::now()),
+            closed: CancellationToken::new(),
+            catalog: Mutex::new(lists::Catalog::default()),
+            queue: limits.max_queued_messages,
+        });
+        // Messages no call claims (list_changed, resources/updated, logs,
+        // unrelated server requests) go to the GET stream.
+        let weak = Arc::downgrade(&session);
+        let closed = session.closed.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    _ = closed.cancelled() => return,
+                    m = rx.recv() => m,
+                };
+                let Some(msg) = msg else { return };
+                let Some(session) = weak.upgrade() else { return };
+                session.relay(msg, None).await;
+            }
+        });
+        session
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    pub fn close(&self) {
+        self.closed.cancel();
+        if let Ok(mut s) = self.stream.lock() {
+            s.close();
+        }
+        if let Ok(mut f) = self.in_flight.lock() {
+            for (_, h) in f.drain() {
+                h.abort();
+            }
+        }
+        for u in &self.upstreams {
+            if let Ok(mut c) = u.conn.try_lock()
+                && let Some((conn, _)) = c.take()
+            {
+                // Shared connections stay open for their other sessions.
+                if u.backend.share_key("").is_none() {
+                    conn.close();
+                }
+            }
+        }
+    }
+
+    pub fn closed_token(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
+    pub(super) fn touch(&self) {
+        if let Ok(mut t) = self.last_seen.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    pub(super) fn idle_for(&self) -> Duration {
+        self.last_seen.lock().map(|t| t.elapsed()).unwrap_or_default()
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) > 0
+    }
+
+    /// Opens every upstream of the route. With one backend its failure is
+    /// the session's; with several, the reachable ones serve (partial).
+    pub(super) async fn connect_all(self: &Arc<Self>) -> Result<Vec<ServerFacts>, BackendError> {
+        let results = futures::future::join_all((0..self.upstreams.len()).map(|i| self.conn(i))).await;
+        let mut facts = Vec::new();
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(c) => facts.push(c.facts().clone()),
+                Err(e) => {
+                    tracing::warn!(session.id = %self.id, error = %e, "backend unreachable");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if facts.is_empty() || self.upstreams.len() == 1 => Err(e),
+            _ => Ok(facts),
+        }
+    }
+
+    /// The live connection to upstream `index`, opened (again) if needed.
+    async fn conn(self: &Arc<Self>, index: usize) -> Result<Connection, BackendError> {
+        let Some(upstream) = self.upstreams.get(index) else {
+            return Err(BackendError::Unavailable { backend: String::new(), reason: "no such backend".into() });
+        };
+        let mut slot = upstream.conn.lock().await;
+        if let Some((conn, _)) = slot.as_ref()
+            && conn.is_alive()
+        {
+            return Ok(conn.clone());
+        }
+        let conn = upstream
+            .backend
+            .connect(&self.principal.binding_key(), &self.client.connect)
+            .await?;
+        let attachment = conn.attach(self.unrelated.clone());
+        *slot = Some((conn.clone(), attachment));
+        Ok(conn)
+    }
+
+    fn upstream_era(&self, index: usize) -> Option<Era> {
+        let slot = self.upstreams.get(index)?.conn.try_lock().ok()?;
+        slot.as_ref().map(|(c, _)| c.facts().era)
+    }
+
+    /// Runs a request as a task the client can cancel
+    /// (`notifications/cancelled`). `None` when it was cancelled.
+    pub fn spawn_request(self: &Arc<Self>, env: Envelope, out: Out) -> tokio::task::JoinHandle<Option<Envelope>> {
+        let session = self.clone();
+        let id = env.id.clone();
+        let tracker = self.gateway.upgrade().map(|g| g.tracker.clone());
+        let task_id = id.clone();
+        let fut = async move {
+            let response = session.handle_request(env, out).await;
+            if let (Some(id), Ok(mut f)) = (&task_id, session.in_flight.lock()) {
+                f.remove(id);
+            }
+            Some(response)
+        };
+        // The lock is held while spawning so the task cannot remove its
+        // entry before it is inserted.
+        let mut in_flight = self.in_flight.lock().ok();
+        let handle = match tracker {
+            Some(t) => t.spawn(fut),
+            None => tokio::spawn(fut),
+        };
+        if let (Some(id), Some(f)) = (id, in_flight.as_mut()) {
+            f.insert(id, handle.abort_handle());
+        }
+        handle
+    }
+
+    /// Registers a spawned request under its client id so a
+    /// `notifications/cancelled` can abort it.
+    pub fn track(&self, id: &JsonRpcId, handle: AbortHandle) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.insert(id.clone(), handle);
+        }
+    }
+
+    /// Handles one client request end to end: decide, limit, route, audit.
+    pub async fn handle_request(self: &Arc<Self>, env: Envelope, out: Out) -> Envelope {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let response = self.handle_request_inner(env, out).await;
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
+        response
+    }
+
+    async fn handle_request_inner(self: &Arc<Self>, env: Envelope, out: Out) -> Envelope {
+        let started = Instant::now();
+        let id = env.id.clone();
+        let method = env.method.clone().unwrap_or_default();
+        let call = mcp::classify(&method, env.params.as_deref());
+        let Some(gw) = self.gateway.upgrade() else {
+            return Envelope::error(id, mcp::code::INTERNAL_ERROR, "the gateway is shutting down", None);
+        };
+        if gw.auth.still_valid(&self.principal).is_err() {
+            return Envelope::error(
+                id,
+                mcp::code::UNAUTHENTICATED,
+                "credentials are no longer valid",
+                Some(serde_json::json!({"reason": "credentials expired or revoked"})),
+            );
+        }
+        let ctx = policy::Context {
+            transport: self.transport,
+            protocol_version: Some(self.client.protocol_version.clone()),
+            ..Default::default()
+        };
+        let decision = gw.policy.decide(&self.principal, &call, &ctx);
+        let request_id = id.as_ref().map(|i| i.to_string());
+        let record = |backend: Option<String>| Record {
+            request_id: request_id.clone(),
+            session_id: (self.client.era == Era::Handshake).then(|| self.id.clone()),
+            transport: self.transport,
+            principal: self.principal.clone(),
+            call: call.clone(),
+            backend,
+            decision: decision.clone(),
+        };
+        if !decision.allow {
+            let response = Envelope::error(
+                id,
+                mcp::code::FORBIDDEN,
+                "forbidden by policy",
+                Some(serde_json::json!({"policies": decision.policies, "reason": decision.reason})),
+            );
+            gw.audit.record(&record(None), Outcome::Error(mcp::code::FORBIDDEN), elapsed_us(started)).await;
+            return response;
+        }
+        if let Admission::Reject { retry_after, reason } = gw.limits.check(&self.principal, &call, None) {
+            gw.audit.record(&record(None), Outcome::Error(mcp::code::RATE_LIMITED), elapsed_us(started)).await;
+            return Envelope::error(
+                id,
+                mcp::code::RATE_LIMITED,
+                "rate limited",
+                Some(serde_json::json!({"retry_after_ms": retry_after.as_millis() as u64, "reason": reason})),
+            );
+        }
+        let _permit = self.permits.clone().acquire_owned().await;
+        let (response, backend) = self.route_request(&call, env, &out).await;
+        let outcome = match response.error_code() {
+            None => Outcome::Ok,
+            Some(mcp::code::BACKEND_TIMEOUT) => Outcome::Timeout,
+            Some(code) => Outcome::Error(code),
+        };
+        if matches!(outcome, Outcome::Timeout | Outcome::Error(mcp::code::BACKEND_UNAVAILABLE)) {
+            gw.metrics.backend_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        gw.metrics.observe(&method, backend.as_deref().unwrap_or(""), started.elapsed(), outcome == Outcome::Ok);
+        gw.audit.record(&record(backend), outcome, elapsed_us(started)).await;
+        response
+    }
+
+    /// Chooses the backend(s) for a request and forwards it.
+    async fn route_request(self: &Arc<Self>, call: &Call, env: Envelope, out: &Out) -> (Envelope, Option<String>) {
+        let id = env.id.clone();
+        let method = env.method.clone().unwrap_or_default();
+        let single = !self.route.prefixed && self.upstreams.len() == 1;
+        let index = match (&call.method, &call.target) {
+            (Method::Ping, _) => return (Envelope::result(id.unwrap_or(JsonRpcId::Num(0)), to_raw(&serde_json::json!({}))), None),
+            (Method::Initialize, _) => {
+                return (
+                    Envelope::error(id, mcp::code::INVALID_REQUEST, "the session is already initialized", None),
+                    None,
+                );
+            }
+            _ if single => 0,
+            (Method::ToolsList | Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList, _) => {
+                return (lists::merged_list(self, call, &env, out).await, None);
+            }
+            (Method::LoggingSetLevel, _) => return (lists::broadcast(self, &env, out).await, None),
+            (Method::ToolsCall | Method::PromptsGet, Target::Tool(name) | Target::Prompt(name)) => {
+                match self.route.resolve_name(name) {
+                    Some((index, own)) => {
+                        let own = own.to_owned();
+                        let env = Envelope {
+                            params: Some(edit_params(env.params.as_deref(), |p| {
+                                p.insert("name".into(), Value::String(own));
+                            })),
+                            ..env
+                        };
+                        return self.forward_and_bridge(index, env, out).await;
+                    }
+                    None => return (unknown_name(id, call), None),
+                }
+            }
+            (Method::CompletionComplete, Target::Prompt(name)) => match self.route.resolve_name(name) {
+                Some((index, own)) => {
+                    let own = own.to_owned();
+                    let env = Envelope {
+                        params: Some(edit_params(env.params.as_deref(), |p| {
+                            if let Some(Value::Object(r)) = p.get_mut("ref") {
+                                r.insert("name".into(), Value::String(own));
+                            }
+                        })),
+                        ..env
+                    };
+                    return self.forward_and_bridge(index, env, out).await;
+                }
+                None => return (unknown_name(id, call), None),
+            },
+            (_, Target::Resource(uri)) => match lists::resource_backend(self, uri) {
+                Some(index) => index,
+                None => return (unknown_name(id, call), None),
+            },
+            _ => {
+                return (
+                    Envelope::error(
+                        id,
+                        mcp::code::METHOD_NOT_FOUND,
+                        &format!("method {method:?} is not available on a multiplexed route"),
+                        None,
+                    ),
+                    None,
+                );
+            }
+        };
+        self.forward_and_bridge(index, env, out).await
+    }
+
+    /// Forwards to one backend and bridges the eras of the result.
+    pub(super) async fn forward_and_bridge(
+        self: &Arc<Self>,
+        index: usize,
+        env: Envelope,
+        out: &Out,
+    ) -> (Envelope, Option<String>) {
+        let backend = self.upstreams.get(index).map(|u| u.backend.name().to_owned());
+        let id = env.id.clone();
+        let method = env.method.clone().unwrap_or_default();
+        let timeout = (method == "subscriptions/listen").then_some(Duration::ZERO);
+        let result = if self.client.era == Era::Stateless {
+            park::forward_stateless(self, index, env, out, timeout).await
+        } else {
+            self.forward_mrtr(index, env, out, timeout).await
+        };
+        let response = match result {
+            Ok(ResponsePayload::Result(r)) => {
+                let r = if self.client.era == Era::Stateless && self.upstream_era(index) == Some(Era::Handshake) {
+                    bridge_result_to_stateless(&method, r)
+                } else {
+                    r
+                };
+                Envelope::result(id.unwrap_or(JsonRpcId::Num(0)), r)
+            }
+            Ok(payload) => Envelope::response(id, payload),
+            Err(e) => backend_error_response(id, &e),
+        };
+        (response, backend)
+    }
+
+    /// Forwards for a handshake-era client: a stateless backend's
+    /// `input_required` is turned into real requests to the client, then the
+    /// request is retried with the answers.
+    async fn forward_mrtr(
+        self: &Arc<Self>,
+        index: usize,
+        env: Envelope,
+        out: &Out,
+        timeout: Option<Duration>,
+    ) -> Result<ResponsePayload, BackendError> {
+        let method = env.method.clone().unwrap_or_default();
+        let mut params = env.params;
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let payload = self.forward(index, &method, params.clone(), out, timeout).await?;
+            let ResponsePayload::Result(result) = &payload else { return Ok(payload) };
+            if result_type(result) != "input_required" {
+                return Ok(payload);
+            }
+            let v: Value = serde_json::from_str(result.get()).unwrap_or(Value::Null);
+            let mut responses = serde_json::Map::new();
+            if let Some(Value::Object(requests)) = v.get("inputRequests") {
+                for (key, request) in requests {
+                    let method = request.get("method").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let req_params = request.get("params").map(to_raw);
+                    let answer = self.ask_client(&method, req_params, out).await;
+                    match answer {
+                        ResponsePayload::Result(r) => {
+                            responses.insert(key.clone(), serde_json::from_str(r.get()).unwrap_or(Value::Null));
+                        }
+                        ResponsePayload::Error(e) => return Ok(ResponsePayload::Error(e)),
+                    }
+                }
+            }
+            let state = v.get("requestState").cloned();
+            params = Some(edit_params(params.as_deref(), |p| {
+                p.insert("inputResponses".into(), Value::Object(responses));
+                match state {
+                    Some(s) => p.insert("requestState".into(), s),
+                    None => p.remove("requestState"),
+                };
+            }));
+        }
+        Ok(ResponsePayload::Error(error_object(
+            mcp::code::INTERNAL_ERROR,
+            "too many input rounds",
+            Some(serde_json::json!({"reason": "the backend kept asking for input"})),
+        )))
+    }
+
+    /// Sends a server→client request to the client and waits for its answer.
+    async fn ask_client(self: &Arc<Self>, method: &str, params: Option<Box<RawValue>>, out: &Out) -> ResponsePayload {
+        let (tx, rx) = oneshot::channel();
+        self.relay(ClientBound::Request { method: method.to_owned(), params, reply: tx }, Some(out)).await;
+        match tokio::time::timeout(Duration::from_secs(300), rx).await {
+            Ok(Ok(payload)) => payload,
+            _ => ResponsePayload::Error(error_object(mcp::code::INTERNAL_ERROR, "the client did not answer", None)),
+        }
+    }
+
+    /// Sends one request to upstream `index`, relaying what the server
+    /// sends about it to `out`. A backend session that ended is reopened
+    /// once (the backend said 404: re-initialize).
+    pub(super) async fn forward(
+        self: &Arc<Self>,
+        index: usize,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        out: &Out,
+        timeout: Option<Duration>,
+    ) -> Result<ResponsePayload, BackendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.conn(index).await?;
+            let (tx, mut rx) = mpsc::channel::<ClientBound>(self.queue);
+            let result = {
+                let request = conn.request(method, params.clone(), Some(tx), timeout);
+                tokio::pin!(request);
+                loop {
+                    tokio::select! {
+                        r = &mut request => break r,
+                        Some(msg) = rx.recv() => self.relay(msg, Some(out)).await,
+                    }
+                }
+            };
+            while let Ok(msg) = rx.try_recv() {
+                self.relay(msg, Some(out)).await;
+            }
+            match result {
+                Err(BackendError::Unavailable { ref reason, .. })
+                    if attempt == 1 && reason.contains("session ended") =>
+                {
+                    tracing::info!(session.id = %self.id, "backend session ended; re-initializing");
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Delivers a server message to the client: on the request's stream
+    /// when there is one and it is open, else on the GET stream.
+    pub(super) async fn relay(self: &Arc<Self>, msg: ClientBound, out: Option<&Out>) {
+        let env = match msg {
+            ClientBound::Notification { method, params } => {
+                if method == "notifications/message" && self.client.era == Era::Stateless && out.is_none() {
+                    return;
+                }
+                Envelope::notification(method, params)
+            }
+            ClientBound::Request { method, params, reply } => {
+                if self.client.era == Era::Stateless {
+                    // Stateless clients take requests only as input_required
+                    // (see park.rs); anything else has nowhere to go.
+                    let _ = reply.send(ResponsePayload::Error(error_object(
+                        mcp::code::METHOD_NOT_FOUND,
+                        "the client cannot receive requests outside a call",
+                        None,
+                    )));
+                    return;
+                }
+                let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
+                let id = format!("gw-{n}");
+                if let Ok(mut pending) = self.client_requests.lock() {
+                    pending.insert(id.clone(), reply);
+                }
+                Envelope::request(JsonRpcId::Str(id), method, params)
+            }
+        };
+        if let Some(out) = out
+            && !out.is_closed()
+        {
+            match out.send(env).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(env)) => self.push_stream(env),
+            }
+        } else {
+            self.push_stream(env);
+        }
+    }
+
+    fn push_stream(&self, env: Envelope) {
+        if self.client.era != Era::Handshake {
+            return;
+        }
+        if let Ok(mut s) = self.stream.lock() {
+            s.push(env.to_json());
+        }
+    }
+
+    /// Attaches the client's GET stream.
+    pub fn subscribe_stream(&self, last_event_id: Option<u64>) -> mpsc::Receiver<super::stream::Event> {
+        match self.stream.lock() {
+            Ok(mut s) => s.subscribe(last_event_id, self.queue),
+            Err(_) => mpsc::channel(1).1,
+        }
+    }
+
+    /// A client's answer to a server→client request.
+    pub fn handle_response(&self, env: Envelope) {
+        let Some(JsonRpcId::Str(id)) = &env.id else {
+            tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
+            return;
+        };
+        let reply = self.client_requests.lock().ok().and_then(|mut p| p.remove(id));
+        match (reply, env.payload) {
+            (Some(reply), Some(payload)) => {
+                let _ = reply.send(payload);
+            }
+            _ => tracing::debug!(session.id = %self.id, "response to an unknown request ignored"),
+        }
+    }
+
+    /// A client notification: cancellation aborts the request it names;
+    /// others go to the backends.
+    pub async fn handle_notification(self: &Arc<Self>, env: Envelope) {
+        self.touch();
+        let method = env.method.clone().unwrap_or_default();
+        match method.as_str() {
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                #[derive(serde::Deserialize)]
+                struct Cancelled {
+                    #[serde(rename = "requestId")]
+                    request_id: JsonRpcId,
+                }
+                let cancelled = env
+                    .params
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str::<Cancelled>(p.get()).ok());
+                if let Some(c) = cancelled {
+                    let handle = self.in_flight.lock().ok().and_then(|mut f| f.remove(&c.request_id));
+                    if let Some(handle) = handle {
+                        // Dropping the call tells the backend (notifications/cancelled
+                        // with the backend's own id).
+                        handle.abort();
+                    }
+                }
+            }
+            _ => {
+                for index in 0..self.upstreams.len() {
+                    let connected = self
+                        .upstreams
+                        .get(index)
+                        .and_then(|u| u.conn.try_lock().ok().map(|c| c.is_some()))
+                        .unwrap_or(false);
+                    if !connected {
+                        continue;
+                    }
+                    if let Ok(conn) = self.conn(index).await
+                        && let Err(e) = conn.notify(&method, env.params.clone()).await
+                    {
+                        tracing::debug!(session.id = %self.id, error = %e, "notification not delivered");
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn upstream_count(&self) -> usize {
+        self.upstreams.len()
+    }
+
+    pub(super) fn upstream_name(&self, index: usize) -> &str {
+        self.upstreams.get(index).map(|u| u.backend.name()).unwrap_or("")
+    }
+
+    pub(super) async fn connection(self: &Arc<Self>, index: usize) -> Result<Connection, BackendError> {
+        self.conn(index).await
+    }
+}
+
+fn unknown_name(id: Option<JsonRpcId>, call: &Call) -> Envelope {
+    let what = match &call.target {
+        Target::Tool(n) => format!("unknown tool: {n}"),
+        Target::Prompt(n) => format!("unknown prompt: {n}"),
+        Target::Resource(u) => format!("unknown resource: {u}"),
+        Target::None => "unknown target".to_owned(),
+    };
+    Envelope::error(id, mcp::code::INVALID_PARAMS, &what, Some(serde_json::json!({"reason": what})))
+}
+
+/// A handshake-era server's result on its way to a stateless client gets
+/// what 2026-07-28 requires: `resultType`, and cache hints on lists and reads
+/// (not cacheable, since the gateway cannot know the server's intent).
+fn bridge_result_to_stateless(method: &str, result: Box<RawValue>) -> Box<RawValue> {
+    let Ok(mut obj) = serde_json::from_str::<serde_json::Map<String, Value>>(result.get()) else {
+        return result;
+    };
+    obj.entry("resultType").or_insert_with(|| "complete".into());
+    if matches!(
+        method,
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read"
+    ) {
+        obj.entry("ttlMs").or_insert_with(|| 0.into());
+        obj.entry("cacheScope").or_insert_with(|| "private".into());
+    }
+    to_raw(&obj)
+}
+
+impl Session {
+    pub(super) fn gateway(&self) -> Option<Arc<Gateway>> {
+        self.gateway.upgrade()
+    }
+}

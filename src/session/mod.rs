@@ -1,0 +1,347 @@
+//! session: the engine every front door shares. In: authenticated
+//! `Envelope`s with their route. Out: responses, and messages for the client
+//! (on the call's own stream or the session's GET stream). Never parses a
+//! transport and never decides policy itself: it asks `policy`, `limits` and
+//! tells `audit` about every request it routes.
+//!
+//! A `Session` is one handshake-era client session, or the context the
+//! gateway keeps for stateless (2026-07-28) clients of one principal on one
+//! route. It owns one upstream per backend of its route.
+
+mod client;
+mod lists;
+mod park;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use client::{ClientFacts, Out, Session};
+
+use crate::audit::AuditSink;
+use crate::auth::{Authenticator, Principal};
+use crate::backend::{Backend, BackendError, ConnectParams};
+use crate::config::Config;
+use crate::limits::Limiter;
+use crate::mcp::envelope::to_raw;
+use crate::mcp::{self, Envelope, Era, JsonRpcId};
+use crate::policy::PolicyEngine;
+use crate::router::{Route, Router};
+use crate::telemetry::Metrics;
+
+/// Everything the pipeline needs, shared by all front doors.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub auth: Arc<Authenticator>,
+    pub policy: Arc<PolicyEngine>,
+    pub limits: Arc<Limiter>,
+    pub audit: Arc<AuditSink>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the gateway shuts down: backends close, children die.
+    pub shutdown: CancellationToken,
+    /// Cancelled when shutdown begins: GET streams and keep-alives end while
+    /// in-flight requests drain.
+    pub closing: CancellationToken,
+    /// In-flight requests, drained on shutdown.
+    pub tracker: TaskTracker,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    stateless: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
+    parked: park::Parked,
+}
+
+/// Why a session could not be opened or found.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown or ended session")]
+    NotFound,
+    #[error("too many sessions for this principal (limit {limit})")]
+    TooMany { limit: usize },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Arc<Gateway> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| Backend::new(b.clone(), http.clone(), shutdown.child_token()))
+            .collect();
+        Arc::new(Gateway {
+            auth: Authenticator::new(&config.auth),
+            policy: PolicyEngine::allow_all(),
+            limits: Limiter::unlimited(),
+            audit: AuditSink::disabled(),
+            metrics: Arc::new(Metrics::default()),
+            router: Router::new(backends),
+            config,
+            closing: shutdown.child_token(),
+            shutdown,
+            tracker: TaskTracker::new(),
+            sessions: Mutex::new(HashMap::new()),
+            stateless: tokio::sync::Mutex::new(HashMap::new()),
+            parked: park::Parked::default(),
+        })
+    }
+
+    /// Handles `initialize`: negotiates the revision with the client, opens
+    /// the backends of the route and mints a session bound to the principal.
+    pub async fn initialize(
+        self: &Arc<Self>,
+        principal: Principal,
+        route: Route,
+        transport: &'static str,
+        request: &Envelope,
+    ) -> Result<(Arc<Session>, Envelope), SessionError> {
+        let limit = self.config.limits.max_sessions_per_principal;
+        let key = principal.binding_key();
+        let owned = self
+            .sessions
+            .lock()
+            .map(|s| s.values().filter(|s| s.principal.binding_key() == key).count())
+            .unwrap_or(0);
+        if owned >= limit {
+            return Err(SessionError::TooMany { limit });
+        }
+        let params = mcp::meta::params_object(request.params.as_deref());
+        let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+        let version = if mcp::is_handshake_version(requested) {
+            requested.to_owned()
+        } else {
+            mcp::LATEST_HANDSHAKE.to_owned()
+        };
+        let client = ClientFacts {
+            era: Era::Handshake,
+            protocol_version: version.clone(),
+            connect: ConnectParams {
+                client_version: version.clone(),
+                client_info: to_raw(params.get("clientInfo").unwrap_or(&Value::Null)),
+                client_capabilities: to_raw(params.get("capabilities").unwrap_or(&serde_json::json!({}))),
+            },
+        };
+        let id = new_session_id();
+        let session = Session::new(self, id.clone(), principal, route, client, transport);
+        let facts = session.connect_all().await?;
+        let result = self.server_identity(&session.route, &facts, Some(&version));
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(id, session.clone());
+        }
+        self.metrics.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        self.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+        let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
+        Ok((session, Envelope::result(id, to_raw(&result))))
+    }
+
+    /// The session with this id, if it exists and belongs to the principal.
+    /// A session presented by another principal is unknown to it.
+    pub fn session(&self, id: &str, principal: &Principal) -> Result<Arc<Session>, SessionError> {
+        let sessions = self.sessions.lock().map_err(|_| SessionError::NotFound)?;
+        let session = sessions.get(id).ok_or(SessionError::NotFound)?;
+        if session.principal != *principal || session.is_closed() {
+            return Err(SessionError::NotFound);
+        }
+        session.touch();
+        Ok(session.clone())
+    }
+
+    /// Ends a session (DELETE, idle expiry, shutdown).
+    pub fn end_session(&self, id: &str) -> bool {
+        let removed = self.sessions.lock().ok().and_then(|mut s| s.remove(id));
+        match removed {
+            Some(session) => {
+                session.close();
+                self.metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// The context held for stateless clients of this principal on this
+    /// route: their handshake-era backends keep a session here.
+    pub async fn stateless_context(
+        self: &Arc<Self>,
+        principal: &Principal,
+        route: &Route,
+        params: Option<&RawValue>,
+    ) -> Arc<Session> {
+        let key = format!("{}#{}", principal.binding_key(), route.key);
+        let mut contexts = self.stateless.lock().await;
+        if let Some(session) = contexts.get(&key).filter(|s| !s.is_closed()) {
+            session.touch();
+            return session.clone();
+        }
+        let meta = mcp::meta::params_object(params)
+            .get("_meta")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let client = ClientFacts {
+            era: Era::Stateless,
+            protocol_version: mcp::V2026.to_owned(),
+            connect: ConnectParams {
+                client_version: mcp::V2026.to_owned(),
+                client_info: to_raw(meta.get(mcp::META_CLIENT_INFO).unwrap_or(&serde_json::json!({
+                    "name": "mcp-gateway-stateless-client", "version": "0"
+                }))),
+                client_capabilities: to_raw(
+                    meta.get(mcp::META_CLIENT_CAPABILITIES).unwrap_or(&serde_json::json!({})),
+                ),
+            },
+        };
+        let session = Session::new(self, new_session_id(), principal.clone(), route.clone(), client, "streamable_http");
+        contexts.insert(key, session.clone());
+        session
+    }
+
+    /// `server/discover`, answered by the gateway for its route.
+    pub async fn discover(self: &Arc<Self>, principal: &Principal, route: &Route, request: &Envelope) -> Envelope {
+        let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
+        let context = self.stateless_context(principal, route, request.params.as_deref()).await;
+        match context.connect_all().await {
+            Ok(facts) => {
+                let mut result = self.server_identity(route, &facts, None);
+                if let Some(obj) = result.as_object_mut() {
+                    obj.remove("protocolVersion");
+                    let info = obj.remove("serverInfo").unwrap_or(Value::Null);
+                    obj.insert("supportedVersions".into(), serde_json::json!(mcp::ALL_VERSIONS));
+                    obj.insert("resultType".into(), "complete".into());
+                    obj.insert("ttlMs".into(), 0.into());
+                    obj.insert("cacheScope".into(), "private".into());
+                    obj.insert("_meta".into(), serde_json::json!({ mcp::META_SERVER_INFO: info }));
+                }
+                Envelope::result(id, to_raw(&result))
+            }
+            Err(e) => backend_error_response(Some(id), &e),
+        }
+    }
+
+    /// What the gateway says about itself: the backend's own identity when
+    /// the route is one server as itself, the gateway's when it multiplexes.
+    fn server_identity(&self, route: &Route, facts: &[crate::backend::ServerFacts], version: Option<&str>) -> Value {
+        let mut result = serde_json::Map::new();
+        if let Some(v) = version {
+            result.insert("protocolVersion".into(), v.into());
+        }
+        match (route.prefixed, facts) {
+            (false, [one]) => {
+                result.insert("capabilities".into(), one.capabilities.clone());
+                result.insert("serverInfo".into(), one.server_info.clone());
+                if let Some(i) = &one.instructions {
+                    result.insert("instructions".into(), i.clone().into());
+                }
+            }
+            _ => {
+                result.insert("capabilities".into(), lists::merge_capabilities(facts));
+                result.insert(
+                    "serverInfo".into(),
+                    serde_json::json!({"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")}),
+                );
+            }
+        }
+        Value::Object(result)
+    }
+
+    /// Ends idle sessions; runs until shutdown.
+    pub async fn reap_idle(self: Arc<Self>) {
+        let idle = self.config.limits.session_idle;
+        let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let expired: Vec<String> = self
+                .sessions
+                .lock()
+                .map(|s| {
+                    s.iter()
+                        .filter(|(_, s)| s.idle_for() > idle && !s.busy())
+                        .map(|(id, _)| id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in expired {
+                tracing::info!(session.id = %id, "session ended after being idle");
+                self.end_session(&id);
+            }
+            let mut contexts = self.stateless.lock().await;
+            contexts.retain(|_, s| {
+                let keep = s.idle_for() <= idle || s.busy();
+                if !keep {
+                    s.close();
+                }
+                keep
+            });
+            self.parked.expire();
+        }
+    }
+
+    /// Closes every session (shutdown).
+    pub async fn close_all(&self) {
+        let ids: Vec<String> = self
+            .sessions
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.end_session(&id);
+        }
+        for (_, s) in self.stateless.lock().await.drain() {
+            s.close();
+        }
+    }
+}
+
+/// 128 bits from the OS CSPRNG, hex: unguessable and visible ASCII.
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness is an unrecoverable platform fault; never fall
+        // back to something guessable.
+        panic!("the operating system's random number generator failed");
+    }
+    hex::encode(bytes)
+}
+
+/// The JSON-RPC error for a backend failure (CONTRACT.md: -32010 / -32011).
+pub fn backend_error_response(id: Option<JsonRpcId>, e: &BackendError) -> Envelope {
+    match e {
+        BackendError::Unavailable { backend, reason } => Envelope::error(
+            id,
+            mcp::code::BACKEND_UNAVAILABLE,
+            &format!("backend {backend:?} is unavailable"),
+            Some(serde_json::json!({"backend": backend, "reason": reason})),
+        ),
+        BackendError::Timeout { backend, timeout } => Envelope::error(
+            id,
+            mcp::code::BACKEND_TIMEOUT,
+            &format!("backend {backend:?} timed out after {}s", timeout.as_secs_f64()),
+            Some(serde_json::json!({
+                "backend": backend,
+                "timeout_ms": timeout.as_millis() as u64,
+                "reason": "backend timed out",
+            })),
+        ),
+    }
+}
+
+pub(crate) fn elapsed_us(start: Instant) -> u64 {
+    start.elapsed().as_micros().min(u64::MAX as u128) as u64
+}

@@ -1,0 +1,85 @@
+//! The server-initiated stream of a handshake-era session (the GET stream):
+//! numbered events kept in a bounded buffer so a client can resume with
+//! `Last-Event-ID`, and at most one live listener.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+pub type Event = (u64, Arc<str>);
+
+pub struct GetStream {
+    buffer: VecDeque<Event>,
+    next_id: u64,
+    capacity: usize,
+    listener: Option<mpsc::Sender<Event>>,
+}
+
+impl GetStream {
+    pub fn new(capacity: usize) -> GetStream {
+        GetStream { buffer: VecDeque::new(), next_id: 1, capacity: capacity.max(1), listener: None }
+    }
+
+    /// Queues a message; a listener that cannot keep up is disconnected (it
+    /// may resume from the buffer), never buffered without bound.
+    pub fn push(&mut self, json: String) {
+        let event: Event = (self.next_id, Arc::from(json));
+        self.next_id += 1;
+        if self.buffer.len() == self.capacity {
+            self.buffer.pop_front();
+        }
+        self.buffer.push_back(event.clone());
+        if let Some(listener) = &self.listener
+            && listener.try_send(event).is_err()
+        {
+            tracing::info!("closing a GET stream whose client stopped reading");
+            self.listener = None;
+        }
+    }
+
+    /// Attaches a listener (replacing any other), replaying the events after
+    /// `last_event_id`. Without one, only new events are sent.
+    pub fn subscribe(&mut self, last_event_id: Option<u64>, queue: usize) -> mpsc::Receiver<Event> {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        if let Some(last) = last_event_id {
+            for event in self.buffer.iter().filter(|(id, _)| *id > last) {
+                if tx.try_send(event.clone()).is_err() {
+                    break;
+                }
+            }
+        }
+        self.listener = Some(tx);
+        rx
+    }
+
+    pub fn close(&mut self) {
+        self.listener = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumes_after_last_event_id() {
+        let mut s = GetStream::new(3);
+        for i in 0..5 {
+            s.push(format!("m{i}"));
+        }
+        let mut rx = s.subscribe(Some(3), 10);
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok()).map(|(id, _)| id).collect();
+        assert_eq!(got, vec![4, 5]);
+    }
+
+    #[test]
+    fn slow_listener_is_cut() {
+        let mut s = GetStream::new(100);
+        let _rx = s.subscribe(None, 2);
+        for i in 0..3 {
+            s.push(format!("m{i}"));
+        }
+        assert!(s.listener.is_none());
+    }
+}

@@ -1,0 +1,135 @@
+//! telemetry: logging setup and the Prometheus metrics the admin listener
+//! serves. Counters are atomics; the label map is touched once per
+//! (method, backend) pair and then read-mostly.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use std::sync::Arc;
+
+/// Latency buckets in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Default)]
+struct Series {
+    ok: AtomicU64,
+    error: AtomicU64,
+    /// Count per bucket (not cumulative); the last slot is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    series: Mutex<BTreeMap<(String, String), Arc<Series>>>,
+    pub sessions_opened: AtomicU64,
+    pub sessions_active: AtomicU64,
+    pub backend_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn observe(&self, method: &str, backend: &str, latency: Duration, ok: bool) {
+        let series = {
+            let Ok(mut map) = self.series.lock() else { return };
+            map.entry((method.to_owned(), backend.to_owned()))
+                .or_default()
+                .clone()
+        };
+        if ok {
+            series.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            series.error.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = latency.as_secs_f64();
+        let slot = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        if let Some(b) = series.buckets.get(slot) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        series
+            .sum_us
+            .fetch_add(latency.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let map: Vec<((String, String), Arc<Series>)> = match self.series.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        out.push_str("# HELP mcp_gateway_requests_total Requests relayed, by method, backend and outcome.\n");
+        out.push_str("# TYPE mcp_gateway_requests_total counter\n");
+        for ((method, backend), s) in &map {
+            for (outcome, n) in [("ok", &s.ok), ("error", &s.error)] {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_requests_total{{method=\"{}\",backend=\"{}\",outcome=\"{outcome}\"}} {}",
+                    escape(method),
+                    escape(backend),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        out.push_str("# HELP mcp_gateway_request_duration_seconds Request latency through the gateway.\n");
+        out.push_str("# TYPE mcp_gateway_request_duration_seconds histogram\n");
+        for ((method, backend), s) in &map {
+            let labels = format!("method=\"{}\",backend=\"{}\"", escape(method), escape(backend));
+            let mut cumulative = 0u64;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cumulative += s.buckets.get(i).map(|b| b.load(Ordering::Relaxed)).unwrap_or(0);
+                let _ = writeln!(out, "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            cumulative += s.buckets.get(BUCKETS.len()).map(|b| b.load(Ordering::Relaxed)).unwrap_or(0);
+            let _ = writeln!(out, "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "mcp_gateway_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(out, "mcp_gateway_request_duration_seconds_count{{{labels}}} {cumulative}");
+        }
+        let gauges = [
+            ("mcp_gateway_sessions_opened_total", "counter", "Handshake-era sessions opened.", &self.sessions_opened),
+            ("mcp_gateway_sessions_active", "gauge", "Handshake-era sessions open now.", &self.sessions_active),
+            ("mcp_gateway_backend_errors_total", "counter", "Calls that failed with -32010 or -32011.", &self.backend_errors),
+        ];
+        for (name, kind, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+/// Logs go to stderr: human on a terminal, JSON otherwise; `RUST_LOG` filters.
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
