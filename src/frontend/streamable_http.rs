@@ -348,7 +348,8 @@ async fn respond(
                 }
             }
         }
-        m = rx.recv() => m.map(|m| (m, None)),
+        // A closed channel disables this branch: the task is finishing.
+        Some(m) = rx.recv() => Some((m, None)),
         _ = tokio::time::sleep(keepalive) => None,
     };
     let (response, body) = sse::response(&[]);

@@ -182,16 +182,20 @@ impl Gateway {
         route: &Route,
         params: Option<&RawValue>,
     ) -> Arc<Session> {
-        let key = format!("{}#{}", principal.binding_key(), route.key);
+        let meta = mcp::meta::params_object(params)
+            .get("_meta")
+            .cloned()
+            .unwrap_or(Value::Null);
+        // Clients declaring different capabilities get different backend
+        // sessions: a handshake-era server decides at `initialize` which
+        // tools (sampling, elicitation, roots) it offers.
+        let capabilities = meta.get(mcp::META_CLIENT_CAPABILITIES).map(Value::to_string).unwrap_or_default();
+        let key = format!("{}#{}#{capabilities}", principal.binding_key(), route.key);
         let mut contexts = self.stateless.lock().await;
         if let Some(session) = contexts.get(&key).filter(|s| !s.is_closed()) {
             session.touch();
             return session.clone();
         }
-        let meta = mcp::meta::params_object(params)
-            .get("_meta")
-            .cloned()
-            .unwrap_or(Value::Null);
         let client = ClientFacts {
             era: Era::Stateless,
             protocol_version: mcp::V2026.to_owned(),
