@@ -62,6 +62,10 @@ pub struct Session {
 struct Upstream {
     backend: Arc<crate::backend::Backend>,
     conn: tokio::sync::Mutex<Option<(Connection, crate::backend::Attachment)>>,
+    /// Handshake-era client, stateless server: the listen request kept open
+    /// for the client's GET stream, and the resources it subscribed to.
+    watcher: Mutex<Option<AbortHandle>>,
+    subscriptions: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Session {
@@ -78,7 +82,12 @@ impl Session {
         let upstreams = route
             .backends
             .iter()
-            .map(|b| Upstream { backend: b.clone(), conn: tokio::sync::Mutex::new(None) })
+            .map(|b| Upstream {
+                backend: b.clone(),
+                conn: tokio::sync::Mutex::new(None),
+                watcher: Mutex::new(None),
+                subscriptions: Mutex::new(Default::default()),
+            })
             .collect();
         let session = Arc::new(Session {
             id,
@@ -133,6 +142,9 @@ impl Session {
             }
         }
         for u in &self.upstreams {
+            if let Some(w) = u.watcher.lock().ok().and_then(|mut w| w.take()) {
+                w.abort();
+            }
             if let Ok(mut c) = u.conn.try_lock()
                 && let Some((conn, _)) = c.take()
             {
@@ -200,7 +212,47 @@ impl Session {
             .await?;
         let attachment = conn.attach(self.unrelated.clone());
         *slot = Some((conn.clone(), attachment));
+        drop(slot);
+        if self.client.era == Era::Handshake && conn.facts().era == Era::Stateless {
+            self.restart_watcher(index, conn.clone());
+        }
         Ok(conn)
+    }
+
+    /// (Re)opens the listen request that feeds a handshake-era client's GET
+    /// stream from a stateless server.
+    fn restart_watcher(self: &Arc<Self>, index: usize, conn: Connection) {
+        let Some(upstream) = self.upstreams.get(index) else { return };
+        let resources = upstream.subscriptions.lock().map(|s| s.clone()).unwrap_or_default();
+        let task = tokio::spawn(super::listen::watch_stateless_backend(self.clone(), index, conn, resources));
+        if let Ok(mut w) = upstream.watcher.lock()
+            && let Some(old) = w.replace(task.abort_handle())
+        {
+            old.abort();
+        }
+    }
+
+    /// `resources/(un)subscribe` from a handshake-era client to a stateless
+    /// server: kept here and carried by the watcher's listen filter.
+    async fn subscribe_via_listen(self: &Arc<Self>, index: usize, env: &Envelope, subscribe: bool) -> Option<Envelope> {
+        let conn = self.conn(index).await.ok()?;
+        if conn.facts().era != Era::Stateless {
+            return None;
+        }
+        let uri = mcp::meta::params_object(env.params.as_deref())
+            .get("uri")
+            .and_then(Value::as_str)
+            .map(str::to_owned)?;
+        let upstream = self.upstreams.get(index)?;
+        if let Ok(mut subs) = upstream.subscriptions.lock() {
+            if subscribe {
+                subs.insert(uri);
+            } else {
+                subs.remove(&uri);
+            }
+        }
+        self.restart_watcher(index, conn);
+        Some(Envelope::result(env.id.clone().unwrap_or(JsonRpcId::Num(0)), to_raw(&serde_json::json!({}))))
     }
 
     fn upstream_era(&self, index: usize) -> Option<Era> {
@@ -396,6 +448,26 @@ impl Session {
         let id = env.id.clone();
         let method = env.method.clone().unwrap_or_default();
         let timeout = (method == "subscriptions/listen").then_some(Duration::ZERO);
+        if matches!(method.as_str(), "resources/subscribe" | "resources/unsubscribe")
+            && self.client.era == Era::Handshake
+            && let Some(response) = self.subscribe_via_listen(index, &env, method == "resources/subscribe").await
+        {
+            return (response, backend);
+        }
+        if method == "subscriptions/listen" && self.client.era == Era::Stateless {
+            let result = match self.conn(index).await {
+                Ok(conn) if conn.facts().era == Era::Handshake => {
+                    super::listen::listen_on_handshake_backend(self, conn, id.clone(), env.params.as_deref(), out).await
+                }
+                Ok(_) => self.forward(index, &method, env.params, out, timeout).await,
+                Err(e) => Err(e),
+            };
+            let response = match result {
+                Ok(payload) => Envelope::response(id, payload),
+                Err(e) => backend_error_response(id, &e),
+            };
+            return (response, backend);
+        }
         let result = if self.client.era == Era::Stateless {
             park::forward_stateless(self, index, env, out, timeout).await
         } else {

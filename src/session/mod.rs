@@ -9,6 +9,7 @@
 //! route. It owns one upstream per backend of its route.
 
 mod client;
+mod listen;
 mod lists;
 mod park;
 pub mod stream;

@@ -1,0 +1,207 @@
+//! The `mcp-gateway` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use mcp_gateway::config::{self, Config};
+use mcp_gateway::session::Gateway;
+use mcp_gateway::telemetry::{self, LogFormat};
+use mcp_gateway::{admin, bench, demo, frontend};
+
+#[derive(Parser)]
+#[command(name = "mcp-gateway", version, about = "An MCP-aware gateway")]
+struct Cli {
+    /// Log format on stderr (`auto`: human on a terminal, JSON otherwise).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Auto, global = true)]
+    log_format: LogFormatArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file; default ./mcp-gateway.toml, else the embedded quickstart.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Load and validate a config, print a summary; exit 1 on any problem.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The built-in MCP server (stdio; --http ADDR for Streamable HTTP).
+    DemoServer {
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// MCP-aware load generator: N sessions calling a tool for a fixed time.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormatArg::Auto => LogFormat::Auto,
+        LogFormatArg::Human => LogFormat::Human,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    telemetry::init_logging(format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Check { config } => check(&config),
+        Command::DemoServer { http } => runtime.block_on(async move {
+            match http {
+                None => demo::run_stdio().await.context("demo server"),
+                Some(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr).await?;
+                    eprintln!("demo-server listening on http://{}/mcp", listener.local_addr()?);
+                    demo::run_http(listener).await.context("demo server")
+                }
+            }
+        }),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+    }
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    match config::load_file(path) {
+        Ok(cfg) => {
+            print!("{}", config::summary(&cfg));
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    let path = path.or_else(|| {
+        let default = PathBuf::from("mcp-gateway.toml");
+        default.exists().then_some(default)
+    });
+    match path {
+        Some(path) => config::load_file(&path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}")),
+        None => {
+            let exe = std::env::current_exe().context("locating this executable for the quickstart")?;
+            tracing::warn!(
+                "no config given and no ./mcp-gateway.toml: running the embedded QUICKSTART \
+                 (auth OFF, allow-all policy, the built-in demo server). For local use only, \
+                 never expose it to a network."
+            );
+            eprintln!(
+                "\n  *** mcp-gateway QUICKSTART: authentication is OFF and every call is allowed. ***\n  \
+                 *** For local use only. Pass --config FILE for anything else.                 ***\n"
+            );
+            Ok(config::quickstart(&exe.to_string_lossy()))
+        }
+    }
+}
+
+async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Arc::new(load_config(path)?);
+    let listener = tokio::net::TcpListener::bind(config.listen.addr)
+        .await
+        .with_context(|| format!("binding {}", config.listen.addr))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.listen.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin listener {}", config.listen.admin_addr))?;
+    let addr = listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let shutdown = CancellationToken::new();
+    let gw = Gateway::new(config.clone(), shutdown.clone());
+    tokio::spawn(gw.clone().reap_idle());
+    // Readiness: reach every backend once in the background.
+    for backend in gw.router.backends().iter().cloned() {
+        tokio::spawn(async move {
+            for attempt in 0..5u32 {
+                match backend.probe().await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(backend = backend.name(), error = %e, attempt, "backend not reachable yet");
+                        tokio::time::sleep(Duration::from_millis(500u64 << attempt)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    let app = frontend::router(gw.clone(), addr);
+    let admin_app = admin::router(gw.clone());
+    tracing::info!(addr = %addr, admin_addr = %admin_addr, backends = config.backends.len(), "listening");
+
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+        })
+    };
+    let admin_server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_listener, admin_app).with_graceful_shutdown(stop.cancelled_owned()).await
+        })
+    };
+
+    wait_for_signal().await;
+    tracing::info!(drain_s = config.listen.drain.as_secs(), "shutting down: draining in-flight requests");
+    // Stop accepting, end GET streams, let in-flight requests finish.
+    stop.cancel();
+    gw.closing.cancel();
+    gw.tracker.close();
+    if tokio::time::timeout(config.listen.drain, gw.tracker.wait()).await.is_err() {
+        tracing::warn!("drain timeout: abandoning the requests still in flight");
+    }
+    gw.close_all().await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = server.await;
+        let _ = admin_server.await;
+    })
+    .await;
+    // Give stdio children their kill.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
