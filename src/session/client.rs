@@ -459,7 +459,7 @@ impl Session {
                 Ok(conn) if conn.facts().era == Era::Handshake => {
                     super::listen::listen_on_handshake_backend(self, conn, id.clone(), env.params.as_deref(), out).await
                 }
-                Ok(_) => self.forward(index, &method, env.params, out, timeout).await,
+                Ok(_) => self.forward_listen(index, env.params, out, id.clone()).await,
                 Err(e) => Err(e),
             };
             let response = match result {
@@ -486,6 +486,39 @@ impl Session {
             Err(e) => backend_error_response(id, &e),
         };
         (response, backend)
+    }
+
+    /// `subscriptions/listen` passed to a stateless server: every message
+    /// carries the server's id for the listen request (ours), which is
+    /// turned back into the client's.
+    async fn forward_listen(
+        self: &Arc<Self>,
+        index: usize,
+        params: Option<Box<RawValue>>,
+        out: &Out,
+        client_id: Option<JsonRpcId>,
+    ) -> Result<ResponsePayload, BackendError> {
+        let (tx, mut rx) = mpsc::channel::<Envelope>(self.queue);
+        let subscription_id = serde_json::to_value(&client_id).unwrap_or(Value::Null);
+        let request = self.forward(index, "subscriptions/listen", params, &tx, Some(Duration::ZERO));
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                r = &mut request => return r,
+                Some(mut msg) = rx.recv() => {
+                    msg.params = Some(edit_params(msg.params.as_deref(), |p| {
+                        if let Some(Value::Object(meta)) = p.get_mut("_meta")
+                            && meta.contains_key(mcp::META_SUBSCRIPTION_ID)
+                        {
+                            meta.insert(mcp::META_SUBSCRIPTION_ID.into(), subscription_id.clone());
+                        }
+                    }));
+                    if out.send(msg).await.is_err() {
+                        return Err(BackendError::Unavailable { backend: self.upstream_name(index).to_owned(), reason: "the client closed the stream".into() });
+                    }
+                }
+            }
+        }
     }
 
     /// Forwards for a handshake-era client: a stateless backend's
