@@ -49,6 +49,7 @@ pub(super) struct Inner {
     attached: Mutex<Vec<(u64, Sink)>>,
     next_attach: AtomicU64,
     pub(super) closed: CancellationToken,
+    pub(super) tool_headers: Arc<super::params::ToolHeaders>,
 }
 
 struct Pending {
@@ -87,7 +88,7 @@ pub(super) async fn open(
             let shutdown = backend.shutdown.child_token();
             Arc::new_cyclic(|weak: &Weak<Inner>| {
                 let link = super::stdio::start(child, name.clone(), weak.clone(), shutdown.clone());
-                Inner::new(name.clone(), timeout, Link::Stdio(link), params.clone(), shutdown)
+                Inner::new(name.clone(), timeout, Link::Stdio(link), params.clone(), shutdown, backend.tool_headers.clone())
             })
         }
         BackendTransport::StreamableHttp { url, headers } => {
@@ -98,6 +99,7 @@ pub(super) async fn open(
                 Link::Http(link),
                 params.clone(),
                 backend.shutdown.child_token(),
+                backend.tool_headers.clone(),
             ))
         }
     };
@@ -134,6 +136,7 @@ impl Inner {
         link: Link,
         params: ConnectParams,
         closed: CancellationToken,
+        tool_headers: Arc<super::params::ToolHeaders>,
     ) -> Inner {
         Inner {
             backend,
@@ -147,6 +150,7 @@ impl Inner {
             attached: Mutex::new(Vec::new()),
             next_attach: AtomicU64::new(1),
             closed,
+            tool_headers,
         }
     }
 
@@ -471,6 +475,11 @@ impl Connection {
         };
         if result.is_ok() {
             guard.armed = false;
+        }
+        if method == "tools/list"
+            && let Ok(ResponsePayload::Result(r)) = &result
+        {
+            self.inner.tool_headers.learn(r);
         }
         result
     }

@@ -55,6 +55,9 @@ impl HttpLink {
                 {
                     req = req.header("mcp-name", encode_header_value(&value));
                 }
+                if method == "tools/call" {
+                    req = with_param_headers(req, inner, env);
+                }
             }
         } else {
             if let Some(v) = inner.protocol_version() {
@@ -273,6 +276,23 @@ impl Drop for HttpLink {
             }
         }
     }
+}
+
+/// Rebuilds `Mcp-Param-*` from the arguments, with the backend's own
+/// declarations (the client's headers never reach the backend).
+fn with_param_headers(mut req: reqwest::RequestBuilder, inner: &Inner, env: &Envelope) -> reqwest::RequestBuilder {
+    let params = crate::mcp::meta::params_object(env.params.as_deref());
+    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else { return req };
+    let arguments = params.get("arguments");
+    for d in inner.tool_headers.get(name) {
+        if let Some(text) = arguments
+            .and_then(|a| a.get(&d.property))
+            .and_then(super::params::header_text)
+        {
+            req = req.header(format!("mcp-param-{}", d.header), encode_header_value(&text));
+        }
+    }
+    req
 }
 
 /// `Mcp-Name` values outside visible ASCII are sent base64-encoded

@@ -11,6 +11,7 @@
 
 mod conn;
 mod http;
+pub mod params;
 mod stdio;
 
 use std::collections::HashMap;
@@ -113,6 +114,8 @@ pub struct Backend {
     backoff: std::sync::Mutex<Backoff>,
     reached: AtomicBool,
     shutdown: CancellationToken,
+    /// `x-mcp-header` declarations learned from this backend's tools/list.
+    pub tool_headers: Arc<params::ToolHeaders>,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +153,7 @@ impl Backend {
             backoff: std::sync::Mutex::new(Backoff::default()),
             reached: AtomicBool::new(false),
             shutdown,
+            tool_headers: Arc::default(),
         })
     }
 

@@ -216,7 +216,7 @@ async fn post_in_session(s: AppState, session: Arc<Session>, env: Envelope) -> R
 /// 2026-07-28: every request stands alone; the routing headers must agree
 /// with the body before anything else looks at it.
 async fn post_stateless(s: AppState, principal: Principal, route: Route, headers: HeaderMap, env: Envelope) -> Response {
-    if let Err(r) = check_stateless(&headers, &env) {
+    if let Err(r) = check_stateless(&headers, &env).and_then(|_| check_param_headers(&route, &headers, &env)) {
         return r.into_response_with_id(env.id);
     }
     match env.kind() {
@@ -288,6 +288,37 @@ fn check_stateless(headers: &HeaderMap, env: &Envelope) -> Result<(), Reject> {
         }
     }
     Ok(())
+}
+
+/// `Mcp-Param-*` headers must agree with the `tools/call` arguments the
+/// tool declares with `x-mcp-header` (known once its backend's tools/list
+/// has passed through the gateway).
+fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Result<(), Reject> {
+    if env.method.as_deref() != Some("tools/call") {
+        return Ok(());
+    }
+    let params = mcp::meta::params_object(env.params.as_deref());
+    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else { return Ok(()) };
+    let Some((index, own)) = route.resolve_name(name) else { return Ok(()) };
+    let Some(backend) = route.backends.get(index) else { return Ok(()) };
+    if !backend.tool_headers.known() {
+        return Ok(());
+    }
+    let declared = backend.tool_headers.get(own);
+    let mut duplicate = None;
+    let result = crate::backend::params::check(&declared, params.get("arguments"), |header| {
+        let name = format!("mcp-param-{}", header.to_ascii_lowercase());
+        let mut values = headers.get_all(name.as_str()).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            duplicate = Some(name.clone());
+        }
+        first.to_str().ok().and_then(decode_header_value)
+    });
+    if let Some(name) = duplicate {
+        return Err(Reject::HeaderMismatch(format!("duplicate {name} header")));
+    }
+    result.map_err(Reject::HeaderMismatch)
 }
 
 /// Decodes the `=?base64?…?=` form of a routing header value.
