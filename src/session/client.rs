@@ -57,6 +57,9 @@ pub struct Session {
     closed: CancellationToken,
     pub(super) catalog: Mutex<lists::Catalog>,
     queue: usize,
+    /// `logging/setLevel` of a handshake-era client, sent on in `_meta` to
+    /// stateless servers.
+    log_level: Mutex<Option<Value>>,
 }
 
 struct Upstream {
@@ -108,6 +111,7 @@ impl Session {
             closed: CancellationToken::new(),
             catalog: Mutex::new(lists::Catalog::default()),
             queue: limits.max_queued_messages,
+            log_level: Mutex::new(None),
         });
         // Messages no call claims (list_changed, resources/updated, logs,
         // unrelated server requests) go to the GET stream.
@@ -453,6 +457,23 @@ impl Session {
             && let Some(response) = self.subscribe_via_listen(index, &env, method == "resources/subscribe").await
         {
             return (response, backend);
+        }
+        // logging/setLevel does not exist in 2026-07-28: the level travels
+        // in each request's _meta instead.
+        let mut env = env;
+        if self.client.era == Era::Handshake && self.upstream_era(index) == Some(Era::Stateless) {
+            if method == "logging/setLevel" {
+                let level = mcp::meta::params_object(env.params.as_deref()).get("level").cloned();
+                if let Ok(mut l) = self.log_level.lock() {
+                    *l = level;
+                }
+                return (Envelope::result(id.unwrap_or(JsonRpcId::Num(0)), to_raw(&serde_json::json!({}))), backend);
+            }
+            if let Some(level) = self.log_level.lock().ok().and_then(|l| l.clone()) {
+                env.params = Some(edit_params(env.params.as_deref(), |p| {
+                    mcp::meta::meta_mut(p).entry(mcp::META_LOG_LEVEL).or_insert(level);
+                }));
+            }
         }
         if method == "subscriptions/listen" && self.client.era == Era::Stateless {
             let result = match self.conn(index).await {
