@@ -3,6 +3,8 @@
 //! One pipeline per inbound JSON-RPC message (see DESIGN.md):
 //! frontend → auth → classify (`mcp`) → policy → limits → audit → session/router → backend.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod admin;
 pub mod audit;
 pub mod auth;

@@ -130,7 +130,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let gw = Gateway::new(config.clone(), shutdown.clone());
     tokio::spawn(gw.clone().reap_idle());
     // Readiness: reach every backend once in the background.
-    for backend in gw.router.backends().iter().cloned() {
+    for backend in gw.router.backends().to_vec() {
         tokio::spawn(async move {
             for attempt in 0..5u32 {
                 match backend.probe().await {

@@ -41,12 +41,12 @@ pub fn routes(gw: Arc<Gateway>, local: SocketAddr) -> Router {
         .with_state(state)
 }
 
-fn backend_route(state: &AppState, name: &str) -> Result<Route, Response> {
+fn backend_route(state: &AppState, name: &str) -> Result<Route, Box<Response>> {
     state
         .gw
         .router
         .backend_route(name)
-        .ok_or_else(|| (StatusCode::NOT_FOUND, "unknown backend").into_response())
+        .ok_or_else(|| Box::new((StatusCode::NOT_FOUND, "unknown backend").into_response()))
 }
 
 async fn post_default(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -62,7 +62,7 @@ async fn post_backend(
 ) -> Response {
     match backend_route(&s, &backend) {
         Ok(route) => post(s, route, headers, body).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -74,7 +74,7 @@ async fn get_default(State(s): State<AppState>, headers: HeaderMap) -> Response 
 async fn get_backend(State(s): State<AppState>, Path(backend): Path<String>, headers: HeaderMap) -> Response {
     match backend_route(&s, &backend) {
         Ok(route) => get_stream(s, route, headers).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -85,7 +85,7 @@ async fn delete_default(State(s): State<AppState>, headers: HeaderMap) -> Respon
 async fn delete_backend(State(s): State<AppState>, Path(backend): Path<String>, headers: HeaderMap) -> Response {
     match backend_route(&s, &backend) {
         Ok(_) => delete(s, headers).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

@@ -674,9 +674,8 @@ impl Session {
         if let Some(out) = out
             && !out.is_closed()
         {
-            match out.send(env).await {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(env)) => self.push_stream(env),
+            if let Err(mpsc::error::SendError(env)) = out.send(env).await {
+                self.push_stream(env);
             }
         } else {
             self.push_stream(env);
