@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::http::HttpLink;
@@ -274,6 +274,12 @@ impl Inner {
             }
         } else if let Some(sink) = related.and_then(|id| self.sink_of(id)) {
             target.push(sink);
+        } else if method == "notifications/cancelled"
+            && let Some(sink) = self.latest_sink()
+        {
+            // Follows the server request it cancels, which went to the
+            // latest call in flight (see on_server_request).
+            target.push(sink);
         } else {
             target = self.attached_sinks();
         }
@@ -293,32 +299,38 @@ impl Inner {
             .and_then(|r| self.sink_of(r))
             .or_else(|| self.latest_sink())
             .or_else(|| self.attached_sinks().into_iter().next());
+        let (tx, rx) = oneshot::channel();
+        let msg = ClientBound::Request { server_id: Some(id.clone()), method, params: env.params, reply: tx };
+        // Delivered in order with the server's notifications (a cancellation
+        // of this very request may follow at once); only a full queue waits.
+        let queued = match sink {
+            None => Err(()),
+            Some(sink) => match sink.try_send(msg) {
+                Ok(()) => Ok(None),
+                Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some((sink, msg))),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            },
+        };
         let inner = self.clone();
         tokio::spawn(async move {
-            let payload = match sink {
-                None => ResponsePayload::Error(error_object(
+            let payload = match queued {
+                Err(()) => ResponsePayload::Error(error_object(
                     mcp::code::METHOD_NOT_FOUND,
                     "no client is connected to answer this request",
                     None,
                 )),
-                Some(sink) => {
-                    let (tx, rx) = oneshot::channel();
-                    let msg = ClientBound::Request { method, params: env.params, reply: tx };
-                    if sink.send(msg).await.is_err() {
-                        ResponsePayload::Error(error_object(
+                Ok(waiting) => {
+                    let sent = match waiting {
+                        None => true,
+                        Some((sink, msg)) => sink.send(msg).await.is_ok(),
+                    };
+                    match (sent, tokio::time::timeout(SERVER_REQUEST_TIMEOUT, rx).await) {
+                        (true, Ok(Ok(payload))) => payload,
+                        _ => ResponsePayload::Error(error_object(
                             mcp::code::INTERNAL_ERROR,
-                            "the client went away",
+                            "the client did not answer",
                             None,
-                        ))
-                    } else {
-                        match tokio::time::timeout(SERVER_REQUEST_TIMEOUT, rx).await {
-                            Ok(Ok(payload)) => payload,
-                            _ => ResponsePayload::Error(error_object(
-                                mcp::code::INTERNAL_ERROR,
-                                "the client did not answer",
-                                None,
-                            )),
-                        }
+                        )),
                     }
                 }
             };

@@ -38,6 +38,10 @@ pub enum ClientBound {
     /// A server→client request (sampling, elicitation, roots/list); the
     /// answer goes back through `reply`.
     Request {
+        /// The server's own id for the request (`None` when the gateway
+        /// itself asks, bridging `input_required`): a later
+        /// `notifications/cancelled` from the server names it.
+        server_id: Option<crate::mcp::JsonRpcId>,
         method: String,
         params: Option<Box<RawValue>>,
         reply: oneshot::Sender<ResponsePayload>,

@@ -1111,16 +1111,22 @@ async fn ask_user(
     let Some(question) = arguments.get("question").and_then(Value::as_str) else {
         return Ok(tool_error("ask_user: argument `question` must be a string"));
     };
-    // Form elicitation: `elicitation: {}` (form implied) or `elicitation: {form: {}}`.
-    let supports_form = ctx
-        .era
-        .client_capabilities()
-        .get("elicitation")
-        .and_then(Value::as_object)
-        .is_some_and(|elicitation| elicitation.is_empty() || elicitation.contains_key("form"));
+    // Form elicitation: `elicitation: {}` (form implied) or `elicitation: {form: {}}`;
+    // it exists from 2025-06-18 on, whatever older clients declare.
+    let era_has_elicitation = match &ctx.era {
+        Era::Handshake(session) => session.protocol_version.as_str() >= "2025-06-18",
+        Era::Modern(_) => true,
+    };
+    let supports_form = era_has_elicitation
+        && ctx
+            .era
+            .client_capabilities()
+            .get("elicitation")
+            .and_then(Value::as_object)
+            .is_some_and(|elicitation| elicitation.is_empty() || elicitation.contains_key("form"));
     if !supports_form {
         return Ok(tool_error(
-            "ask_user needs a client that declares the elicitation capability (form mode)",
+            "ask_user needs a client that declares the elicitation capability (form mode, protocol 2025-06-18 or later)",
         ));
     }
     match &ctx.era {

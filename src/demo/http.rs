@@ -187,7 +187,12 @@ async fn serve_request(
     tokio::spawn(async move {
         let ctx = Ctx::new(era.clone(), id.clone(), out.clone());
         let outcome = tokio::select! {
-            () = task_cancel.cancelled() => None,
+            // Cancellation that arrived first wins over a result that became ready with it.
+            biased;
+            () = task_cancel.cancelled() => {
+                tracing::debug!(rpc.method = %method, rpc.id = %id, "demo http request cancelled");
+                None
+            }
             outcome = core::handle_request(&demo, &ctx, &method, &params) => Some(outcome),
         };
         if let Some((http_session, key)) = cancellable {

@@ -232,8 +232,13 @@ async fn on_line(
     tasks.spawn(async move {
         let ctx = Ctx::new(era.clone(), id.clone(), out.clone());
         let outcome = tokio::select! {
+            // Cancellation that arrived first wins over a result that became ready with it.
+            biased;
             // Cancelled: stop and send nothing more for this request.
-            () = cancel.cancelled() => None,
+            () = cancel.cancelled() => {
+                tracing::debug!(rpc.method = %method, rpc.id = %id, "demo stdio request cancelled");
+                None
+            }
             outcome = core::handle_request(&demo, &ctx, &method, &params) => Some(outcome),
         };
         {

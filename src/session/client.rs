@@ -60,6 +60,9 @@ pub struct Session {
     /// `logging/setLevel` of a handshake-era client, sent on in `_meta` to
     /// stateless servers.
     log_level: Mutex<Option<Value>>,
+    /// A server's id for a request relayed to the client → the id the
+    /// client saw, so the server's `notifications/cancelled` can be mapped.
+    server_request_ids: Mutex<HashMap<JsonRpcId, String>>,
 }
 
 struct Upstream {
@@ -112,6 +115,7 @@ impl Session {
             catalog: Mutex::new(lists::Catalog::default()),
             queue: limits.max_queued_messages,
             log_level: Mutex::new(None),
+            server_request_ids: Mutex::new(HashMap::new()),
         });
         // Messages no call claims (list_changed, resources/updated, logs,
         // unrelated server requests) go to the GET stream.
@@ -594,7 +598,8 @@ impl Session {
     /// Sends a server→client request to the client and waits for its answer.
     async fn ask_client(self: &Arc<Self>, method: &str, params: Option<Box<RawValue>>, out: &Out) -> ResponsePayload {
         let (tx, rx) = oneshot::channel();
-        self.relay(ClientBound::Request { method: method.to_owned(), params, reply: tx }, Some(out)).await;
+        self.relay(ClientBound::Request { server_id: None, method: method.to_owned(), params, reply: tx }, Some(out))
+            .await;
         match tokio::time::timeout(Duration::from_secs(300), rx).await {
             Ok(Ok(payload)) => payload,
             _ => ResponsePayload::Error(error_object(mcp::code::INTERNAL_ERROR, "the client did not answer", None)),
@@ -650,9 +655,16 @@ impl Session {
                 if method == "notifications/message" && self.client.era == Era::Stateless && out.is_none() {
                     return;
                 }
-                Envelope::notification(method, params)
+                if method == "notifications/cancelled" {
+                    // The server gave up on a request it sent us: name it by
+                    // the id the client knows, or drop it.
+                    let Some(params) = self.map_server_cancel(params.as_deref()) else { return };
+                    Envelope::notification(method, Some(params))
+                } else {
+                    Envelope::notification(method, params)
+                }
             }
-            ClientBound::Request { method, params, reply } => {
+            ClientBound::Request { server_id, method, params, reply } => {
                 if self.client.era == Era::Stateless {
                     // Stateless clients take requests only as input_required
                     // (see park.rs); anything else has nowhere to go.
@@ -668,6 +680,9 @@ impl Session {
                 if let Ok(mut pending) = self.client_requests.lock() {
                     pending.insert(id.clone(), reply);
                 }
+                if let (Some(server_id), Ok(mut ids)) = (server_id, self.server_request_ids.lock()) {
+                    ids.insert(server_id, id.clone());
+                }
                 Envelope::request(JsonRpcId::Str(id), method, params)
             }
         };
@@ -680,6 +695,16 @@ impl Session {
         } else {
             self.push_stream(env);
         }
+    }
+
+    fn map_server_cancel(&self, params: Option<&RawValue>) -> Option<Box<RawValue>> {
+        let mut obj = mcp::meta::params_object(params);
+        let server_id: JsonRpcId = serde_json::from_value(obj.get("requestId")?.clone()).ok()?;
+        let client_id = self.server_request_ids.lock().ok()?.remove(&server_id)?;
+        let reply = self.client_requests.lock().ok()?.remove(&client_id);
+        drop(reply);
+        obj.insert("requestId".into(), Value::String(client_id));
+        Some(to_raw(&obj))
     }
 
     fn push_stream(&self, env: Envelope) {
@@ -706,6 +731,9 @@ impl Session {
             return;
         };
         let reply = self.client_requests.lock().ok().and_then(|mut p| p.remove(id));
+        if let Ok(mut ids) = self.server_request_ids.lock() {
+            ids.retain(|_, client_id| client_id != id);
+        }
         match (reply, env.payload) {
             (Some(reply), Some(payload)) => {
                 let _ = reply.send(payload);

@@ -129,7 +129,7 @@ async fn drive(
             ClientBound::Notification { method, params } => {
                 let _ = out.send(Envelope::notification(method, params)).await;
             }
-            ClientBound::Request { method, params, reply } => {
+            ClientBound::Request { method, params, reply, .. } => {
                 let mut requests = Map::new();
                 let mut replies = HashMap::new();
                 let mut add = |method: String, params: Option<Box<serde_json::value::RawValue>>, reply| {
@@ -142,7 +142,7 @@ async fn drive(
                 };
                 add(method, params, reply);
                 // Questions asked together are answered together.
-                while let Ok(ClientBound::Request { method, params, reply }) = events.try_recv() {
+                while let Ok(ClientBound::Request { method, params, reply, .. }) = events.try_recv() {
                     add(method, params, reply);
                 }
                 let token = format!("{STATE_PREFIX}{}", super::new_session_id());
