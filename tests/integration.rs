@@ -1,0 +1,14 @@
+//! Integration tests: one binary, one module per area (ripgrep `tests/tests.rs`).
+//! Area modules live in `tests/integration/`, named by `#[path]` so cargo does
+//! not also build each of them as a test binary of its own.
+
+mod util;
+
+#[path = "integration/interop_direct.rs"]
+mod interop_direct;
+
+#[path = "integration/protocol.rs"]
+mod protocol;
+
+#[path = "integration/sessions.rs"]
+mod sessions;

@@ -1,0 +1,27 @@
+//! Test harness shared by the integration tests (one test binary,
+//! `tests/integration.rs`). Every process it starts is killed on drop, every
+//! wait is bounded, and panics carry the processes' output.
+//!
+//! - `gateway`: `Gateway::start(toml)` runs `mcp-gateway serve` on ephemeral
+//!   ports (`url()`, `server_url(backend)`, `admin_url()`, `logs()`).
+//! - `servers`: backends — `DemoServer` (ours), `Everything`
+//!   (server-everything), `PyDemoServer` (Python SDK, 2026-07-28 capable);
+//!   HTTP via `start_http()`, stdio via `stdio_argv()` / `stdio_target()`.
+//! - `drivers`: third-party clients — `py_client`, `ts_client` (JSON per
+//!   scenario, comparable direct vs gateway), `inspector`, `conformance`.
+//! - `http`: raw requests, SSE reading, `McpSession` (handshake era) and
+//!   `modern_request` (2026-07-28) for protocol-level tests.
+//!
+//! Third-party dependencies come from `scripts/install-test-deps.sh`.
+#![allow(dead_code, unused_imports)]
+
+pub mod drivers;
+pub mod gateway;
+pub mod http;
+pub mod process;
+pub mod servers;
+
+pub use drivers::{conformance, inspector, py_client, py_client_run, ts_client, ts_client_run};
+pub use gateway::Gateway;
+pub use process::TestDir;
+pub use servers::{DemoServer, Everything, PyDemoServer};
