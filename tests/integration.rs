@@ -12,3 +12,6 @@ mod protocol;
 
 #[path = "integration/sessions.rs"]
 mod sessions;
+
+#[path = "integration/interop_gateway.rs"]
+mod interop_gateway;
