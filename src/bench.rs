@@ -84,14 +84,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !(args.warmup_s.is_finite() && args.warmup_s >= 0.0) {
         bail!("--warmup-s must be zero or a positive number of seconds");
     }
-    let url = reqwest::Url::parse(&args.url).with_context(|| format!("--url {:?} is not a URL", args.url))?;
-    let tool_arguments: Value =
-        serde_json::from_str(&args.args).with_context(|| format!("--args {:?} is not JSON", args.args))?;
+    let url = reqwest::Url::parse(&args.url)
+        .with_context(|| format!("--url {:?} is not a URL", args.url))?;
+    let tool_arguments: Value = serde_json::from_str(&args.args)
+        .with_context(|| format!("--args {:?} is not JSON", args.args))?;
     if !tool_arguments.is_object() {
         bail!("--args must be a JSON object");
     }
-    let tool_header = HeaderValue::from_str(&args.tool)
-        .with_context(|| format!("--tool {:?} cannot be sent in the Mcp-Name header", args.tool))?;
+    let tool_header = HeaderValue::from_str(&args.tool).with_context(|| {
+        format!(
+            "--tool {:?} cannot be sent in the Mcp-Name header",
+            args.tool
+        )
+    })?;
     let mut params = serde_json::json!({ "name": args.tool, "arguments": tool_arguments });
     if args.era == BenchEra::Stateless {
         params["_meta"] = serde_json::json!({
@@ -163,7 +168,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Handshake era: `initialize` then `notifications/initialized`; returns the
 /// session id the server minted (a stateless server may mint none).
-async fn open_session(client: &reqwest::Client, url: &reqwest::Url) -> anyhow::Result<Option<HeaderValue>> {
+async fn open_session(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+) -> anyhow::Result<Option<HeaderValue>> {
     let initialize = serde_json::json!({
         "jsonrpc": "2.0",
         "id": 0,
@@ -183,7 +191,9 @@ async fn open_session(client: &reqwest::Client, url: &reqwest::Url) -> anyhow::R
         .await
         .with_context(|| format!("initialize at {url}"))?;
     let session_id = response.headers().get("mcp-session-id").cloned();
-    let reply = read_reply(response, 0).await.map_err(|e| anyhow::anyhow!("initialize at {url}: {e}"))?;
+    let reply = read_reply(response, 0)
+        .await
+        .map_err(|e| anyhow::anyhow!("initialize at {url}: {e}"))?;
     if let Some(error) = reply.get("error") {
         bail!("initialize at {url} failed: {error}");
     }
@@ -201,7 +211,10 @@ async fn open_session(client: &reqwest::Client, url: &reqwest::Url) -> anyhow::R
         .await
         .with_context(|| format!("notifications/initialized at {url}"))?;
     if !response.status().is_success() {
-        bail!("notifications/initialized at {url}: HTTP {}", response.status());
+        bail!(
+            "notifications/initialized at {url}: HTTP {}",
+            response.status()
+        );
     }
     Ok(session_id)
 }
@@ -213,13 +226,19 @@ async fn worker(plan: Arc<Plan>, index: u64, session_id: Option<HeaderValue>) ->
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     match plan.era {
         BenchEra::Handshake => {
-            headers.insert("mcp-protocol-version", HeaderValue::from_static(HANDSHAKE_VERSION));
+            headers.insert(
+                "mcp-protocol-version",
+                HeaderValue::from_static(HANDSHAKE_VERSION),
+            );
             if let Some(id) = &session_id {
                 headers.insert("mcp-session-id", id.clone());
             }
         }
         BenchEra::Stateless => {
-            headers.insert("mcp-protocol-version", HeaderValue::from_static(STATELESS_VERSION));
+            headers.insert(
+                "mcp-protocol-version",
+                HeaderValue::from_static(STATELESS_VERSION),
+            );
             headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
             headers.insert("mcp-name", plan.tool_header.clone());
         }
@@ -232,7 +251,10 @@ async fn worker(plan: Arc<Plan>, index: u64, session_id: Option<HeaderValue>) ->
             break;
         }
         id += 1;
-        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{}}}"#, plan.call_params);
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{}}}"#,
+            plan.call_params
+        );
         let outcome = call(&plan, &headers, body, id).await;
         let finished = Instant::now();
         // Only calls that complete inside the measured window count, so the
@@ -242,7 +264,8 @@ async fn worker(plan: Arc<Plan>, index: u64, session_id: Option<HeaderValue>) ->
         }
         match outcome {
             Ok(()) => {
-                let micros = u64::try_from(finished.duration_since(started).as_micros()).unwrap_or(u64::MAX);
+                let micros =
+                    u64::try_from(finished.duration_since(started).as_micros()).unwrap_or(u64::MAX);
                 result.latencies_us.push(micros);
             }
             Err(error) => {
@@ -280,8 +303,16 @@ async fn call(plan: &Plan, headers: &HeaderMap, body: String, id: u64) -> Result
     if let Some(error) = reply.get("error") {
         return Err(format!("JSON-RPC error: {error}"));
     }
-    if reply.get("result").and_then(|r| r.get("isError")).and_then(Value::as_bool) == Some(true) {
-        return Err(format!("tool returned isError: {}", reply.get("result").unwrap_or(&Value::Null)));
+    if reply
+        .get("result")
+        .and_then(|r| r.get("isError"))
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return Err(format!(
+            "tool returned isError: {}",
+            reply.get("result").unwrap_or(&Value::Null)
+        ));
     }
     Ok(())
 }
@@ -302,10 +333,17 @@ async fn read_reply(response: reqwest::Response, id: u64) -> Result<Value, Strin
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
     let wanted = Value::from(id);
     if !is_sse {
-        let bytes = response.bytes().await.map_err(|e| format!("reading the body: {e}"))?;
-        let reply: Value = serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?;
+        let reply: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("body is not JSON: {e}"))?;
         if reply.get("id") != Some(&wanted) {
-            return Err(format!("reply id {:?} does not match request id {id}", reply.get("id")));
+            return Err(format!(
+                "reply id {:?} does not match request id {id}",
+                reply.get("id")
+            ));
         }
         return Ok(reply);
     }

@@ -61,7 +61,9 @@ fn main() -> anyhow::Result<()> {
         LogFormatArg::Json => LogFormat::Json,
     };
     telemetry::init_logging(format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
         Command::Check { config } => check(&config),
@@ -70,7 +72,10 @@ fn main() -> anyhow::Result<()> {
                 None => demo::run_stdio().await.context("demo server"),
                 Some(addr) => {
                     let listener = tokio::net::TcpListener::bind(addr).await?;
-                    eprintln!("demo-server listening on http://{}/mcp", listener.local_addr()?);
+                    eprintln!(
+                        "demo-server listening on http://{}/mcp",
+                        listener.local_addr()?
+                    );
                     demo::run_http(listener).await.context("demo server")
                 }
             }
@@ -98,9 +103,12 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
         default.exists().then_some(default)
     });
     match path {
-        Some(path) => config::load_file(&path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}")),
+        Some(path) => {
+            config::load_file(&path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
+        }
         None => {
-            let exe = std::env::current_exe().context("locating this executable for the quickstart")?;
+            let exe =
+                std::env::current_exe().context("locating this executable for the quickstart")?;
             tracing::warn!(
                 "no config given and no ./mcp-gateway.toml: running the embedded QUICKSTART \
                  (auth OFF, allow-all policy, the built-in demo server). For local use only, \
@@ -152,23 +160,33 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
         })
     };
     let admin_server = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            axum::serve(admin_listener, admin_app).with_graceful_shutdown(stop.cancelled_owned()).await
+            axum::serve(admin_listener, admin_app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
         })
     };
 
     wait_for_signal().await;
-    tracing::info!(drain_s = config.listen.drain.as_secs(), "shutting down: draining in-flight requests");
+    tracing::info!(
+        drain_s = config.listen.drain.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
     // Stop accepting, end GET streams, let in-flight requests finish.
     stop.cancel();
     gw.closing.cancel();
     gw.tracker.close();
-    if tokio::time::timeout(config.listen.drain, gw.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(config.listen.drain, gw.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timeout: abandoning the requests still in flight");
     }
     gw.close_all().await;

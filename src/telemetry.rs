@@ -35,7 +35,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe(&self, method: &str, backend: &str, latency: Duration, ok: bool) {
         let series = {
-            let Ok(mut map) = self.series.lock() else { return };
+            let Ok(mut map) = self.series.lock() else {
+                return;
+            };
             map.entry((method.to_owned(), backend.to_owned()))
                 .or_default()
                 .clone()
@@ -46,13 +48,17 @@ impl Metrics {
             series.error.fetch_add(1, Ordering::Relaxed);
         }
         let secs = latency.as_secs_f64();
-        let slot = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         if let Some(b) = series.buckets.get(slot) {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        series
-            .sum_us
-            .fetch_add(latency.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        series.sum_us.fetch_add(
+            latency.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Prometheus text exposition format.
@@ -62,7 +68,9 @@ impl Metrics {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Err(_) => Vec::new(),
         };
-        out.push_str("# HELP mcp_gateway_requests_total Requests relayed, by method, backend and outcome.\n");
+        out.push_str(
+            "# HELP mcp_gateway_requests_total Requests relayed, by method, backend and outcome.\n",
+        );
         out.push_str("# TYPE mcp_gateway_requests_total counter\n");
         for ((method, backend), s) in &map {
             for (outcome, n) in [("ok", &s.ok), ("error", &s.error)] {
@@ -75,38 +83,82 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP mcp_gateway_request_duration_seconds Request latency through the gateway.\n");
+        out.push_str(
+            "# HELP mcp_gateway_request_duration_seconds Request latency through the gateway.\n",
+        );
         out.push_str("# TYPE mcp_gateway_request_duration_seconds histogram\n");
         for ((method, backend), s) in &map {
-            let labels = format!("method=\"{}\",backend=\"{}\"", escape(method), escape(backend));
+            let labels = format!(
+                "method=\"{}\",backend=\"{}\"",
+                escape(method),
+                escape(backend)
+            );
             let mut cumulative = 0u64;
             for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets.get(i).map(|b| b.load(Ordering::Relaxed)).unwrap_or(0);
-                let _ = writeln!(out, "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+                cumulative += s
+                    .buckets
+                    .get(i)
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
             }
-            cumulative += s.buckets.get(BUCKETS.len()).map(|b| b.load(Ordering::Relaxed)).unwrap_or(0);
-            let _ = writeln!(out, "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+            cumulative += s
+                .buckets
+                .get(BUCKETS.len())
+                .map(|b| b.load(Ordering::Relaxed))
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
+            );
             let _ = writeln!(
                 out,
                 "mcp_gateway_request_duration_seconds_sum{{{labels}}} {}",
                 s.sum_us.load(Ordering::Relaxed) as f64 / 1e6
             );
-            let _ = writeln!(out, "mcp_gateway_request_duration_seconds_count{{{labels}}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "mcp_gateway_request_duration_seconds_count{{{labels}}} {cumulative}"
+            );
         }
         let gauges = [
-            ("mcp_gateway_sessions_opened_total", "counter", "Handshake-era sessions opened.", &self.sessions_opened),
-            ("mcp_gateway_sessions_active", "gauge", "Handshake-era sessions open now.", &self.sessions_active),
-            ("mcp_gateway_backend_errors_total", "counter", "Calls that failed with -32010 or -32011.", &self.backend_errors),
+            (
+                "mcp_gateway_sessions_opened_total",
+                "counter",
+                "Handshake-era sessions opened.",
+                &self.sessions_opened,
+            ),
+            (
+                "mcp_gateway_sessions_active",
+                "gauge",
+                "Handshake-era sessions open now.",
+                &self.sessions_active,
+            ),
+            (
+                "mcp_gateway_backend_errors_total",
+                "counter",
+                "Calls that failed with -32010 or -32011.",
+                &self.backend_errors,
+            ),
         ];
         for (name, kind, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         out
     }
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +178,9 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Human => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {

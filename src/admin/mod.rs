@@ -22,7 +22,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 fn authorized(gw: &Gateway, headers: &HeaderMap) -> bool {
-    let Some(token) = &gw.config.admin.token else { return true };
+    let Some(token) = &gw.config.admin.token else {
+        return true;
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -39,7 +41,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "admin token required\n").into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "admin token required\n",
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -47,11 +54,23 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    let missing: Vec<&str> = gw.router.backends().iter().filter(|b| !b.reached()).map(|b| b.name()).collect();
+    let missing: Vec<&str> = gw
+        .router
+        .backends()
+        .iter()
+        .filter(|b| !b.reached())
+        .map(|b| b.name())
+        .collect();
     if missing.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: backends not reached yet: {}\n", missing.join(", ")))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: backends not reached yet: {}\n",
+                missing.join(", ")
+            ),
+        )
             .into_response()
     }
 }

@@ -40,7 +40,12 @@ impl Principal {
 
     /// A stable key binding sessions and per-principal backends to this caller.
     pub fn binding_key(&self) -> String {
-        format!("{}|{}|{}", self.auth, self.tenant.as_deref().unwrap_or(""), self.sub)
+        format!(
+            "{}|{}|{}",
+            self.auth,
+            self.tenant.as_deref().unwrap_or(""),
+            self.sub
+        )
     }
 }
 

@@ -82,13 +82,24 @@ pub(super) async fn open(
     let name = backend.name().to_owned();
     let timeout = backend.config.timeout;
     let inner = match &backend.config.transport {
-        BackendTransport::Stdio { command, env, cwd, .. } => {
-            let child = super::stdio::spawn_child(&name, command, env, cwd.as_deref())
-                .map_err(|e| backend.unavailable(format!("cannot start {:?}: {e}", command.first())))?;
+        BackendTransport::Stdio {
+            command, env, cwd, ..
+        } => {
+            let child =
+                super::stdio::spawn_child(&name, command, env, cwd.as_deref()).map_err(|e| {
+                    backend.unavailable(format!("cannot start {:?}: {e}", command.first()))
+                })?;
             let shutdown = backend.shutdown.child_token();
             Arc::new_cyclic(|weak: &Weak<Inner>| {
                 let link = super::stdio::start(child, name.clone(), weak.clone(), shutdown.clone());
-                Inner::new(name.clone(), timeout, Link::Stdio(link), params.clone(), shutdown, backend.tool_headers.clone())
+                Inner::new(
+                    name.clone(),
+                    timeout,
+                    Link::Stdio(link),
+                    params.clone(),
+                    shutdown,
+                    backend.tool_headers.clone(),
+                )
             })
         }
         BackendTransport::StreamableHttp { url, headers } => {
@@ -121,9 +132,7 @@ pub(super) async fn open(
     );
     let handshake = facts.era == Era::Handshake;
     let _ = conn.inner.facts.set(facts);
-    if handshake
-        && let Link::Http(link) = &conn.inner.link
-    {
+    if handshake && let Link::Http(link) = &conn.inner.link {
         link.start_get_stream(Arc::downgrade(&conn.inner), conn.inner.closed.clone());
     }
     Ok(conn)
@@ -155,7 +164,10 @@ impl Inner {
     }
 
     pub(super) fn unavailable(&self, reason: impl Into<String>) -> BackendError {
-        BackendError::Unavailable { backend: self.backend.clone(), reason: reason.into() }
+        BackendError::Unavailable {
+            backend: self.backend.clone(),
+            reason: reason.into(),
+        }
     }
 
     pub(super) fn era(&self) -> Option<Era> {
@@ -284,7 +296,10 @@ impl Inner {
             target = self.attached_sinks();
         }
         for sink in target {
-            let msg = ClientBound::Notification { method: method.clone(), params: params.clone() };
+            let msg = ClientBound::Notification {
+                method: method.clone(),
+                params: params.clone(),
+            };
             // A full client queue loses this notification for that client
             // only; the client's own stream is cut for back-pressure there.
             if sink.try_send(msg).is_err() {
@@ -294,13 +309,20 @@ impl Inner {
     }
 
     fn on_server_request(self: &Arc<Self>, env: Envelope, related: Option<u64>) {
-        let (Some(id), Some(method)) = (env.id, env.method) else { return };
+        let (Some(id), Some(method)) = (env.id, env.method) else {
+            return;
+        };
         let sink = related
             .and_then(|r| self.sink_of(r))
             .or_else(|| self.latest_sink())
             .or_else(|| self.attached_sinks().into_iter().next());
         let (tx, rx) = oneshot::channel();
-        let msg = ClientBound::Request { server_id: Some(id.clone()), method, params: env.params, reply: tx };
+        let msg = ClientBound::Request {
+            server_id: Some(id.clone()),
+            method,
+            params: env.params,
+            reply: tx,
+        };
         // Delivered in order with the server's notifications (a cancellation
         // of this very request may follow at once); only a full queue waits.
         let queued = match sink {
@@ -344,7 +366,10 @@ impl Inner {
     /// Sends a notification or a response (no answer expected).
     async fn send_message(self: &Arc<Self>, env: &Envelope) -> Result<(), BackendError> {
         match &self.link {
-            Link::Stdio(link) => link.send(env.to_json()).await.map_err(|_| self.unavailable("process exited")),
+            Link::Stdio(link) => link
+                .send(env.to_json())
+                .await
+                .map_err(|_| self.unavailable("process exited")),
             Link::Http(link) => link.post_message(self, env).await,
         }
     }
@@ -363,7 +388,12 @@ impl Drop for CancelGuard {
         if !self.armed {
             return;
         }
-        let removed = self.inner.pending.lock().ok().and_then(|mut p| p.remove(&self.id));
+        let removed = self
+            .inner
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&self.id));
         let Some(pending) = removed else { return };
         if let Some(token) = pending.progress_token
             && let Ok(mut progress) = self.inner.progress.lock()
@@ -379,9 +409,13 @@ impl Drop for CancelGuard {
         let inner = self.inner.clone();
         let id = self.id;
         tokio::spawn(async move {
-            let params = to_raw(&serde_json::json!({"requestId": id, "reason": "cancelled by the gateway"}));
+            let params =
+                to_raw(&serde_json::json!({"requestId": id, "reason": "cancelled by the gateway"}));
             let _ = inner
-                .send_message(&Envelope::notification("notifications/cancelled", Some(params)))
+                .send_message(&Envelope::notification(
+                    "notifications/cancelled",
+                    Some(params),
+                ))
                 .await;
         });
     }
@@ -420,13 +454,22 @@ impl Connection {
         if let Ok(mut a) = self.inner.attached.lock() {
             a.push((id, sink));
         }
-        Attachment { inner: Arc::downgrade(&self.inner), id }
+        Attachment {
+            inner: Arc::downgrade(&self.inner),
+            id,
+        }
     }
 
     /// Sends a notification to the server.
-    pub async fn notify(&self, method: &str, params: Option<Box<RawValue>>) -> Result<(), BackendError> {
+    pub async fn notify(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<(), BackendError> {
         let params = self.with_envelope_meta(method, params);
-        self.inner.send_message(&Envelope::notification(method, params)).await
+        self.inner
+            .send_message(&Envelope::notification(method, params))
+            .await
     }
 
     /// Sends a request and waits for its response (or the configured
@@ -463,9 +506,20 @@ impl Connection {
         }
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = self.inner.pending.lock() {
-            pending.insert(id, Pending { tx: Some(tx), sink, progress_token });
+            pending.insert(
+                id,
+                Pending {
+                    tx: Some(tx),
+                    sink,
+                    progress_token,
+                },
+            );
         }
-        let mut guard = CancelGuard { inner: self.inner.clone(), id, armed: true };
+        let mut guard = CancelGuard {
+            inner: self.inner.clone(),
+            id,
+            armed: true,
+        };
         let env = Envelope::request(JsonRpcId::Num(id as i64), method, params);
         let wait = async {
             match &self.inner.link {
@@ -473,15 +527,22 @@ impl Connection {
                     link.send(env.to_json())
                         .await
                         .map_err(|_| self.inner.unavailable("process exited"))?;
-                    rx.await.map_err(|_| self.inner.unavailable("connection closed"))
+                    rx.await
+                        .map_err(|_| self.inner.unavailable("connection closed"))
                 }
                 Link::Http(link) => link.request(&self.inner, id, &env, rx).await,
             }
         };
-        let result = match timeout.or(Some(self.inner.timeout)).filter(|t| !t.is_zero()) {
+        let result = match timeout
+            .or(Some(self.inner.timeout))
+            .filter(|t| !t.is_zero())
+        {
             Some(limit) => match tokio::time::timeout(limit, wait).await {
                 Ok(r) => r,
-                Err(_) => Err(BackendError::Timeout { backend: self.inner.backend.clone(), timeout: limit }),
+                Err(_) => Err(BackendError::Timeout {
+                    backend: self.inner.backend.clone(),
+                    timeout: limit,
+                }),
             },
             None => wait.await,
         };
@@ -498,7 +559,11 @@ impl Connection {
 
     /// For a stateless backend, every request carries the 2026-07-28
     /// envelope in `_meta`; the client's own values win when it sent them.
-    fn with_envelope_meta(&self, method: &str, params: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+    fn with_envelope_meta(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Option<Box<RawValue>> {
         if self.inner.era() != Some(Era::Stateless) || method == "notifications/cancelled" {
             return params;
         }
@@ -513,12 +578,17 @@ impl Connection {
         let p = &self.inner.params;
         Some(edit_params(params.as_deref(), |obj| {
             let meta = meta_mut(obj);
-            meta.insert(mcp::META_PROTOCOL_VERSION.into(), Value::String(mcp::V2026.into()));
-            meta.entry(mcp::META_CLIENT_INFO)
-                .or_insert_with(|| serde_json::from_str(p.client_info.get()).unwrap_or(Value::Null));
-            meta.entry(mcp::META_CLIENT_CAPABILITIES).or_insert_with(|| {
-                serde_json::from_str(p.client_capabilities.get()).unwrap_or(Value::Null)
+            meta.insert(
+                mcp::META_PROTOCOL_VERSION.into(),
+                Value::String(mcp::V2026.into()),
+            );
+            meta.entry(mcp::META_CLIENT_INFO).or_insert_with(|| {
+                serde_json::from_str(p.client_info.get()).unwrap_or(Value::Null)
             });
+            meta.entry(mcp::META_CLIENT_CAPABILITIES)
+                .or_insert_with(|| {
+                    serde_json::from_str(p.client_capabilities.get()).unwrap_or(Value::Null)
+                });
         }))
     }
 
@@ -529,7 +599,10 @@ impl Connection {
             mcp::META_CLIENT_INFO: serde_json::from_str::<Value>(p.client_info.get()).unwrap_or(Value::Null),
             mcp::META_CLIENT_CAPABILITIES: serde_json::from_str::<Value>(p.client_capabilities.get()).unwrap_or(Value::Null),
         }}));
-        match self.request("server/discover", Some(params), None, Some(timeout)).await? {
+        match self
+            .request("server/discover", Some(params), None, Some(timeout))
+            .await?
+        {
             ResponsePayload::Result(result) => {
                 let v: Value = serde_json::from_str(result.get()).unwrap_or(Value::Null);
                 let supports_2026 = v
@@ -571,7 +644,9 @@ impl Connection {
         let result = match self.request("initialize", Some(params), None, None).await? {
             ResponsePayload::Result(r) => r,
             ResponsePayload::Error(e) => {
-                return Err(self.inner.unavailable(format!("initialize failed: {}", e.get())));
+                return Err(self
+                    .inner
+                    .unavailable(format!("initialize failed: {}", e.get())));
             }
         };
         let v: Value = serde_json::from_str(result.get()).unwrap_or(Value::Null);
@@ -583,9 +658,15 @@ impl Connection {
         let facts = ServerFacts {
             era: Era::Handshake,
             protocol_version,
-            capabilities: v.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+            capabilities: v
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
             server_info: v.get("serverInfo").cloned().unwrap_or(Value::Null),
-            instructions: v.get("instructions").and_then(Value::as_str).map(str::to_owned),
+            instructions: v
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         };
         let _ = self.inner.facts.set(facts.clone());
         self.inner

@@ -23,8 +23,17 @@ pub(super) struct HttpLink {
 }
 
 impl HttpLink {
-    pub(super) fn new(client: reqwest::Client, url: String, headers: Vec<(String, String)>) -> HttpLink {
-        HttpLink { client, url, headers, session_id: Mutex::new(None) }
+    pub(super) fn new(
+        client: reqwest::Client,
+        url: String,
+        headers: Vec<(String, String)>,
+    ) -> HttpLink {
+        HttpLink {
+            client,
+            url,
+            headers,
+            session_id: Mutex::new(None),
+        }
     }
 
     fn session_id(&self) -> Option<String> {
@@ -50,7 +59,11 @@ impl HttpLink {
                 if let Some(param) = mcp::Method::parse(method).name_param()
                     && let Some(value) = env.params.as_deref().and_then(|p| {
                         let probe = mcp::ParamsProbe::parse(p);
-                        if param == "uri" { probe.uri } else { probe.name }
+                        if param == "uri" {
+                            probe.uri
+                        } else {
+                            probe.name
+                        }
                     })
                 {
                     req = req.header("mcp-name", encode_header_value(&value));
@@ -71,7 +84,11 @@ impl HttpLink {
     }
 
     /// Sends a notification or a response; the server answers 202.
-    pub(super) async fn post_message(&self, inner: &Arc<Inner>, env: &Envelope) -> Result<(), BackendError> {
+    pub(super) async fn post_message(
+        &self,
+        inner: &Arc<Inner>,
+        env: &Envelope,
+    ) -> Result<(), BackendError> {
         let resp = self
             .post(inner, env)
             .send()
@@ -102,7 +119,10 @@ impl HttpLink {
             .send()
             .await
             .map_err(|e| inner.unavailable(format!("request failed: {}", error_chain(&e))))?;
-        if let Some(sid) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok())
+        if let Some(sid) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
             && let Ok(mut s) = self.session_id.lock()
             && s.is_none()
         {
@@ -171,8 +191,9 @@ impl HttpLink {
                     }));
                 }
                 inner.dispatch(msg, Some(id));
-                rx.try_recv()
-                    .map_err(|_| inner.unavailable(format!("HTTP {status} without a matching response")))
+                rx.try_recv().map_err(|_| {
+                    inner.unavailable(format!("HTTP {status} without a matching response"))
+                })
             }
             _ => Err(inner.unavailable(format!("HTTP {status}"))),
         }
@@ -184,12 +205,16 @@ impl HttpLink {
         let client = self.client.clone();
         let url = self.url.clone();
         let headers = self.headers.clone();
-        let Some(session_id) = self.session_id() else { return };
+        let Some(session_id) = self.session_id() else {
+            return;
+        };
         tokio::spawn(async move {
             let mut last_event_id: Option<String> = None;
             let mut failures: u32 = 0;
             loop {
-                let Some(strong) = inner.upgrade() else { return };
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
                 let mut req = client
                     .get(&url)
                     .header(http::header::ACCEPT, "text/event-stream")
@@ -234,7 +259,9 @@ impl HttpLink {
                             let Some(inner) = inner.upgrade() else { return };
                             match Envelope::parse(&event.data) {
                                 Ok(msg) => inner.dispatch(msg, None),
-                                Err(e) => tracing::warn!(backend = %inner.backend, error = %e, "unparseable SSE event from backend"),
+                                Err(e) => {
+                                    tracing::warn!(backend = %inner.backend, error = %e, "unparseable SSE event from backend")
+                                }
                             }
                         }
                     }
@@ -280,16 +307,25 @@ impl Drop for HttpLink {
 
 /// Rebuilds `Mcp-Param-*` from the arguments, with the backend's own
 /// declarations (the client's headers never reach the backend).
-fn with_param_headers(mut req: reqwest::RequestBuilder, inner: &Inner, env: &Envelope) -> reqwest::RequestBuilder {
+fn with_param_headers(
+    mut req: reqwest::RequestBuilder,
+    inner: &Inner,
+    env: &Envelope,
+) -> reqwest::RequestBuilder {
     let params = crate::mcp::meta::params_object(env.params.as_deref());
-    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else { return req };
+    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else {
+        return req;
+    };
     let arguments = params.get("arguments");
     for d in inner.tool_headers.get(name) {
         if let Some(text) = arguments
             .and_then(|a| a.get(&d.property))
             .and_then(super::params::header_text)
         {
-            req = req.header(format!("mcp-param-{}", d.header), encode_header_value(&text));
+            req = req.header(
+                format!("mcp-param-{}", d.header),
+                encode_header_value(&text),
+            );
         }
     }
     req
@@ -307,7 +343,10 @@ pub(crate) fn encode_header_value(value: &str) -> String {
         value.to_owned()
     } else {
         use base64::Engine;
-        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
     }
 }
 

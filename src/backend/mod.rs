@@ -143,7 +143,11 @@ impl Backoff {
 }
 
 impl Backend {
-    pub fn new(config: BackendConfig, http: reqwest::Client, shutdown: CancellationToken) -> Arc<Backend> {
+    pub fn new(
+        config: BackendConfig,
+        http: reqwest::Client,
+        shutdown: CancellationToken,
+    ) -> Arc<Backend> {
         let era = match &config.protocol {
             ProtocolPreference::Auto => None,
             ProtocolPreference::Fixed(v) if v == crate::mcp::V2026 => Some(Era::Stateless),
@@ -174,10 +178,14 @@ impl Backend {
     /// processes by isolation; nothing else is shared.
     pub fn share_key(&self, principal_key: &str) -> Option<String> {
         match &self.config.transport {
-            BackendTransport::Stdio { isolation: Isolation::Shared, .. } => Some(String::new()),
-            BackendTransport::Stdio { isolation: Isolation::Principal, .. } => {
-                Some(principal_key.to_owned())
-            }
+            BackendTransport::Stdio {
+                isolation: Isolation::Shared,
+                ..
+            } => Some(String::new()),
+            BackendTransport::Stdio {
+                isolation: Isolation::Principal,
+                ..
+            } => Some(principal_key.to_owned()),
             _ => None,
         }
     }
@@ -195,7 +203,9 @@ impl Backend {
                 if let Some(conn) = shared.get(&key).filter(|c| c.is_alive()) {
                     return Ok(conn.clone());
                 }
-                let conn = self.open(&ConnectParams::gateway_default_for(params)).await?;
+                let conn = self
+                    .open(&ConnectParams::gateway_default_for(params))
+                    .await?;
                 shared.insert(key, conn.clone());
                 Ok(conn)
             }
@@ -237,7 +247,10 @@ impl Backend {
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> BackendError {
-        BackendError::Unavailable { backend: self.name().to_owned(), reason: reason.into() }
+        BackendError::Unavailable {
+            backend: self.name().to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -41,11 +41,19 @@ impl ToolHeaders {
 
     /// Records the declarations of one `tools/list` page.
     pub fn learn(&self, result: &RawValue) {
-        let Ok(v) = serde_json::from_str::<Value>(result.get()) else { return };
-        let Some(tools) = v.get("tools").and_then(Value::as_array) else { return };
-        let Ok(mut map) = self.tools.write() else { return };
+        let Ok(v) = serde_json::from_str::<Value>(result.get()) else {
+            return;
+        };
+        let Some(tools) = v.get("tools").and_then(Value::as_array) else {
+            return;
+        };
+        let Ok(mut map) = self.tools.write() else {
+            return;
+        };
         for tool in tools {
-            let Some(name) = tool.get("name").and_then(Value::as_str) else { continue };
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
             let mut headers = Vec::new();
             if let Some(props) = tool
                 .get("inputSchema")
@@ -54,7 +62,10 @@ impl ToolHeaders {
             {
                 for (property, schema) in props {
                     if let Some(h) = schema.get("x-mcp-header").and_then(Value::as_str) {
-                        headers.push(ParamHeader { header: h.to_owned(), property: property.clone() });
+                        headers.push(ParamHeader {
+                            header: h.to_owned(),
+                            property: property.clone(),
+                        });
                     }
                 }
             }
@@ -87,11 +98,18 @@ pub fn check(
     mut lookup: impl FnMut(&str) -> Option<String>,
 ) -> Result<(), String> {
     for d in declared {
-        let arg = arguments.and_then(|a| a.get(&d.property)).filter(|v| !v.is_null());
+        let arg = arguments
+            .and_then(|a| a.get(&d.property))
+            .filter(|v| !v.is_null());
         let header = lookup(&d.header);
         match (arg, header) {
             (None, None) => {}
-            (None, Some(_)) => return Err(format!("Mcp-Param-{} is set but argument {:?} is absent", d.header, d.property)),
+            (None, Some(_)) => {
+                return Err(format!(
+                    "Mcp-Param-{} is set but argument {:?} is absent",
+                    d.header, d.property
+                ));
+            }
             (Some(_), None) => return Err(format!("missing Mcp-Param-{} header", d.header)),
             (Some(v), Some(h)) => {
                 let same = match (v, header_text(v)) {
@@ -100,7 +118,10 @@ pub fn check(
                     (_, None) => false,
                 };
                 if !same {
-                    return Err(format!("Mcp-Param-{} does not match argument {:?}", d.header, d.property));
+                    return Err(format!(
+                        "Mcp-Param-{} does not match argument {:?}",
+                        d.header, d.property
+                    ));
                 }
             }
         }
@@ -115,19 +136,36 @@ mod tests {
 
     fn check_case(args: Value, headers: &[(&str, &str)], ok: bool) {
         let declared = vec![
-            ParamHeader { header: "Region".into(), property: "region".into() },
-            ParamHeader { header: "Count".into(), property: "count".into() },
+            ParamHeader {
+                header: "Region".into(),
+                property: "region".into(),
+            },
+            ParamHeader {
+                header: "Count".into(),
+                property: "count".into(),
+            },
         ];
         let got = check(&declared, Some(&args), |name| {
-            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_string())
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
         });
         assert_eq!(got.is_ok(), ok, "{args} {headers:?}: {got:?}");
     }
 
     #[test]
     fn param_headers() {
-        check_case(json!({"region": "eu", "count": 3}), &[("Region", "eu"), ("Count", "3")], true);
-        check_case(json!({"region": "eu", "count": 3}), &[("Region", "eu"), ("Count", "03")], true);
+        check_case(
+            json!({"region": "eu", "count": 3}),
+            &[("Region", "eu"), ("Count", "3")],
+            true,
+        );
+        check_case(
+            json!({"region": "eu", "count": 3}),
+            &[("Region", "eu"), ("Count", "03")],
+            true,
+        );
         check_case(json!({"region": "eu"}), &[("Region", "eu")], true);
         check_case(json!({"region": "eu"}), &[("Region", "us")], false);
         check_case(json!({"region": "eu"}), &[], false);

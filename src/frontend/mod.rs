@@ -57,8 +57,13 @@ impl Reject {
     /// The one mapping from a refusal to HTTP status and JSON-RPC error.
     fn parts(&self) -> (StatusCode, i64) {
         match self {
-            Reject::Origin(_) | Reject::Host(_) => (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST),
-            Reject::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, mcp::code::INVALID_REQUEST),
+            Reject::Origin(_) | Reject::Host(_) => {
+                (StatusCode::FORBIDDEN, mcp::code::INVALID_REQUEST)
+            }
+            Reject::ContentType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                mcp::code::INVALID_REQUEST,
+            ),
             Reject::Accept(_) => (StatusCode::NOT_ACCEPTABLE, mcp::code::INVALID_REQUEST),
             Reject::Envelope(e) => (StatusCode::BAD_REQUEST, e.code()),
             Reject::MissingSession => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
@@ -66,9 +71,14 @@ impl Reject {
             Reject::BadVersionHeader(_) => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
             Reject::HeaderMismatch(_) => (StatusCode::BAD_REQUEST, mcp::code::HEADER_MISMATCH),
             Reject::MissingMeta(_) => (StatusCode::BAD_REQUEST, mcp::code::INVALID_PARAMS),
-            Reject::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, mcp::code::UNSUPPORTED_PROTOCOL_VERSION),
+            Reject::UnsupportedVersion { .. } => (
+                StatusCode::BAD_REQUEST,
+                mcp::code::UNSUPPORTED_PROTOCOL_VERSION,
+            ),
             Reject::Batch => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
-            Reject::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST),
+            Reject::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST)
+            }
             Reject::TooManySessions(_) => (StatusCode::TOO_MANY_REQUESTS, mcp::code::RATE_LIMITED),
             Reject::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, mcp::code::UNAUTHENTICATED),
             Reject::StatelessResponse => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
@@ -84,13 +94,18 @@ impl Reject {
             data["requested"] = serde_json::json!(requested);
         }
         let body = Envelope::error(id, code, &message, Some(data)).to_json();
-        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         match self {
             Reject::MethodNotAllowed(_) => {
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
             Reject::TooManySessions(_) => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -112,7 +127,11 @@ pub fn router(gw: Arc<Gateway>, local: SocketAddr) -> Router {
 
 /// DNS-rebinding protection: a browser page from another origin must not
 /// reach the gateway. Requests without `Origin` (non-browser clients) pass.
-pub(crate) fn check_origin(gw: &Gateway, headers: &HeaderMap, local: SocketAddr) -> Result<(), Reject> {
+pub(crate) fn check_origin(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    local: SocketAddr,
+) -> Result<(), Reject> {
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
         && local.ip().is_loopback()
         && !is_loopback_authority(host)
@@ -120,7 +139,9 @@ pub(crate) fn check_origin(gw: &Gateway, headers: &HeaderMap, local: SocketAddr)
         // Bound to loopback, but asked for another name: a rebinding attack.
         return Err(Reject::Host(host.to_owned()));
     }
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
     let origin = origin.to_str().unwrap_or("");
     if gw.config.listen.allowed_origins.iter().any(|o| o == origin) {
         return Ok(());
@@ -139,20 +160,36 @@ fn is_loopback_authority(authority: &str) -> bool {
     let host = if let Some(rest) = authority.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
-        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+        authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority)
     };
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn loopback_authorities() {
-        for ok in ["localhost", "localhost:8080", "127.0.0.1:1", "[::1]:80", "127.0.0.2"] {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "127.0.0.2",
+        ] {
             assert!(super::is_loopback_authority(ok), "{ok}");
         }
-        for bad in ["evil.example.com", "evil.example.com:8080", "10.0.0.1:80", "localhost.evil.com"] {
+        for bad in [
+            "evil.example.com",
+            "evil.example.com:8080",
+            "10.0.0.1:80",
+            "localhost.evil.com",
+        ] {
             assert!(!super::is_loopback_authority(bad), "{bad}");
         }
     }

@@ -10,14 +10,22 @@ use axum::response::Response;
 use tokio::sync::mpsc;
 
 /// An SSE response whose body is fed through the returned sender.
-pub fn response(extra: &[(&'static str, String)]) -> (Response, mpsc::Sender<Result<Bytes, Infallible>>) {
+pub fn response(
+    extra: &[(&'static str, String)],
+) -> (Response, mpsc::Sender<Result<Bytes, Infallible>>) {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     // Proxies such as nginx must not buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     for (k, v) in extra {

@@ -32,7 +32,10 @@ pub fn routes(gw: Arc<Gateway>, local: SocketAddr) -> Router {
     let limit = gw.config.limits.max_body_bytes;
     let state = AppState { gw, local };
     Router::new()
-        .route("/mcp", get(get_default).post(post_default).delete(delete_default))
+        .route(
+            "/mcp",
+            get(get_default).post(post_default).delete(delete_default),
+        )
         .route(
             "/servers/{backend}/mcp",
             get(get_backend).post(post_backend).delete(delete_backend),
@@ -71,7 +74,11 @@ async fn get_default(State(s): State<AppState>, headers: HeaderMap) -> Response 
     get_stream(s, route, headers).await
 }
 
-async fn get_backend(State(s): State<AppState>, Path(backend): Path<String>, headers: HeaderMap) -> Response {
+async fn get_backend(
+    State(s): State<AppState>,
+    Path(backend): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match backend_route(&s, &backend) {
         Ok(route) => get_stream(s, route, headers).await,
         Err(r) => *r,
@@ -82,7 +89,11 @@ async fn delete_default(State(s): State<AppState>, headers: HeaderMap) -> Respon
     delete(s, headers).await
 }
 
-async fn delete_backend(State(s): State<AppState>, Path(backend): Path<String>, headers: HeaderMap) -> Response {
+async fn delete_backend(
+    State(s): State<AppState>,
+    Path(backend): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match backend_route(&s, &backend) {
         Ok(_) => delete(s, headers).await,
         Err(r) => *r,
@@ -95,10 +106,15 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn check_post_headers(headers: &HeaderMap) -> Result<(), Reject> {
     let content_type = header_str(headers, "content-type").unwrap_or("");
-    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
         return Err(Reject::ContentType);
     }
-    let accept = header_str(headers, "accept").unwrap_or("").to_ascii_lowercase();
+    let accept = header_str(headers, "accept")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let any = accept.contains("*/*");
     if !any && !accept.contains("application/json") {
         return Err(Reject::Accept("application/json and text/event-stream"));
@@ -117,7 +133,9 @@ async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principal, Re
 }
 
 async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check_origin(&s.gw, &headers, s.local).and_then(|_| check_post_headers(&headers)) {
+    if let Err(r) =
+        check_origin(&s.gw, &headers, s.local).and_then(|_| check_post_headers(&headers))
+    {
         return r.into_response();
     }
     let principal = match authenticate(&s.gw, &headers).await {
@@ -126,7 +144,10 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
-        Err(_) => return Reject::Envelope(mcp::EnvelopeError::Parse("body is not UTF-8".into())).into_response(),
+        Err(_) => {
+            return Reject::Envelope(mcp::EnvelopeError::Parse("body is not UTF-8".into()))
+                .into_response();
+        }
     };
     if text.trim_start().starts_with('[') {
         return post_batch(s, principal, headers, text).await;
@@ -147,15 +168,24 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
             };
             post_in_session(s, session, env).await
         }
-        None if is_stateless(&headers, &env) => post_stateless(s, principal, route, headers, env).await,
+        None if is_stateless(&headers, &env) => {
+            post_stateless(s, principal, route, headers, env).await
+        }
         None => Reject::MissingSession.into_response_with_id(env.id),
     }
 }
 
-fn session_for(gw: &Gateway, id: &str, principal: &Principal, headers: &HeaderMap) -> Result<Arc<Session>, Reject> {
+fn session_for(
+    gw: &Gateway,
+    id: &str,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<Arc<Session>, Reject> {
     // Unknown session id → 404 so the client starts a new session (MCP
     // Streamable HTTP); a session of another principal is unknown too.
-    let session = gw.session(id, principal).map_err(|_| Reject::UnknownSession)?;
+    let session = gw
+        .session(id, principal)
+        .map_err(|_| Reject::UnknownSession)?;
     if let Some(v) = header_str(headers, "mcp-protocol-version")
         && !mcp::is_handshake_version(v)
     {
@@ -187,8 +217,12 @@ async fn initialize(s: AppState, principal: Principal, route: Route, env: Envelo
             }
             r
         }
-        Err(SessionError::TooMany { limit }) => Reject::TooManySessions(limit).into_response_with_id(env.id),
-        Err(SessionError::Backend(e)) => json_response(StatusCode::OK, &backend_error_response(env.id, &e)),
+        Err(SessionError::TooMany { limit }) => {
+            Reject::TooManySessions(limit).into_response_with_id(env.id)
+        }
+        Err(SessionError::Backend(e)) => {
+            json_response(StatusCode::OK, &backend_error_response(env.id, &e))
+        }
         Err(SessionError::NotFound) => Reject::UnknownSession.into_response_with_id(env.id),
     }
 }
@@ -215,8 +249,16 @@ async fn post_in_session(s: AppState, session: Arc<Session>, env: Envelope) -> R
 
 /// 2026-07-28: every request stands alone; the routing headers must agree
 /// with the body before anything else looks at it.
-async fn post_stateless(s: AppState, principal: Principal, route: Route, headers: HeaderMap, env: Envelope) -> Response {
-    if let Err(r) = check_stateless(&headers, &env).and_then(|_| check_param_headers(&route, &headers, &env)) {
+async fn post_stateless(
+    s: AppState,
+    principal: Principal,
+    route: Route,
+    headers: HeaderMap,
+    env: Envelope,
+) -> Response {
+    if let Err(r) =
+        check_stateless(&headers, &env).and_then(|_| check_param_headers(&route, &headers, &env))
+    {
         return r.into_response_with_id(env.id);
     }
     match env.kind() {
@@ -227,9 +269,13 @@ async fn post_stateless(s: AppState, principal: Principal, route: Route, headers
             json_response(stateless_status(&response), &response)
         }
         Kind::Request => {
-            let context = s.gw.stateless_context(&principal, &route, env.params.as_deref()).await;
+            let context =
+                s.gw.stateless_context(&principal, &route, env.params.as_deref())
+                    .await;
             let (tx, rx) = mpsc::channel(s.gw.config.limits.max_queued_messages);
-            let handle = s.gw.tracker.spawn(async move { Some(context.handle_request(env, tx).await) });
+            let handle =
+                s.gw.tracker
+                    .spawn(async move { Some(context.handle_request(env, tx).await) });
             // Closing the response stream cancels the call (2026-07-28).
             let guard = AbortOnDrop(handle.abort_handle());
             respond(&s.gw, handle, rx, Era::Stateless, Some(guard)).await
@@ -246,13 +292,26 @@ impl Drop for AbortOnDrop {
 }
 
 fn check_stateless(headers: &HeaderMap, env: &Envelope) -> Result<(), Reject> {
-    let probe = env.params.as_deref().map(mcp::ParamsProbe::parse).unwrap_or_default();
-    let version = probe.meta.as_ref().and_then(|m| m.protocol_version.as_ref());
+    let probe = env
+        .params
+        .as_deref()
+        .map(mcp::ParamsProbe::parse)
+        .unwrap_or_default();
+    let version = probe
+        .meta
+        .as_ref()
+        .and_then(|m| m.protocol_version.as_ref());
     let version = match version {
         Some(serde_json::Value::String(v)) => v.clone(),
-        Some(_) => return Err(Reject::MissingMeta("_meta protocol version must be a string")),
+        Some(_) => {
+            return Err(Reject::MissingMeta(
+                "_meta protocol version must be a string",
+            ));
+        }
         None if env.kind() == Kind::Request => {
-            return Err(Reject::MissingMeta("params._meta is missing io.modelcontextprotocol/protocolVersion"));
+            return Err(Reject::MissingMeta(
+                "params._meta is missing io.modelcontextprotocol/protocolVersion",
+            ));
         }
         None => return Ok(()),
     };
@@ -266,8 +325,16 @@ fn check_stateless(headers: &HeaderMap, env: &Envelope) -> Result<(), Reject> {
     }
     match header_str(headers, "mcp-protocol-version") {
         Some(v) if v == version => {}
-        Some(v) => return Err(Reject::HeaderMismatch(format!("MCP-Protocol-Version {v:?} does not match the body"))),
-        None => return Err(Reject::HeaderMismatch("missing MCP-Protocol-Version header".into())),
+        Some(v) => {
+            return Err(Reject::HeaderMismatch(format!(
+                "MCP-Protocol-Version {v:?} does not match the body"
+            )));
+        }
+        None => {
+            return Err(Reject::HeaderMismatch(
+                "missing MCP-Protocol-Version header".into(),
+            ));
+        }
     }
     if env.kind() != Kind::Request {
         return Ok(());
@@ -275,16 +342,28 @@ fn check_stateless(headers: &HeaderMap, env: &Envelope) -> Result<(), Reject> {
     let method = env.method.as_deref().unwrap_or("");
     match header_str(headers, "mcp-method") {
         Some(m) if m == method => {}
-        Some(m) => return Err(Reject::HeaderMismatch(format!("Mcp-Method {m:?} does not match the body"))),
+        Some(m) => {
+            return Err(Reject::HeaderMismatch(format!(
+                "Mcp-Method {m:?} does not match the body"
+            )));
+        }
         None => return Err(Reject::HeaderMismatch("missing Mcp-Method header".into())),
     }
     if let Some(param) = mcp::Method::parse(method).name_param() {
-        let body_value = if param == "uri" { probe.uri.clone() } else { probe.name.clone() };
+        let body_value = if param == "uri" {
+            probe.uri.clone()
+        } else {
+            probe.name.clone()
+        };
         let header_value = header_str(headers, "mcp-name").map(decode_header_value);
         match (body_value, header_value) {
             (Some(b), Some(Some(h))) if b == h => {}
             (_, None) => return Err(Reject::HeaderMismatch("missing Mcp-Name header".into())),
-            _ => return Err(Reject::HeaderMismatch("Mcp-Name does not match the body".into())),
+            _ => {
+                return Err(Reject::HeaderMismatch(
+                    "Mcp-Name does not match the body".into(),
+                ));
+            }
         }
     }
     Ok(())
@@ -298,9 +377,15 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
         return Ok(());
     }
     let params = mcp::meta::params_object(env.params.as_deref());
-    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else { return Ok(()) };
-    let Some((index, own)) = route.resolve_name(name) else { return Ok(()) };
-    let Some(backend) = route.backends.get(index) else { return Ok(()) };
+    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else {
+        return Ok(());
+    };
+    let Some((index, own)) = route.resolve_name(name) else {
+        return Ok(());
+    };
+    let Some(backend) = route.backends.get(index) else {
+        return Ok(());
+    };
     if !backend.tool_headers.known() {
         return Ok(());
     }
@@ -323,7 +408,10 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
 
 /// Decodes the `=?base64?…?=` form of a routing header value.
 fn decode_header_value(value: &str) -> Option<String> {
-    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
         Some(b64) => {
             use base64::Engine;
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
@@ -348,7 +436,12 @@ fn stateless_status(response: &Envelope) -> StatusCode {
 }
 
 fn json_response(status: StatusCode, env: &Envelope) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], env.to_json()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        env.to_json(),
+    )
+        .into_response()
 }
 
 /// Answers with plain JSON when the call finishes without sending anything
@@ -388,7 +481,11 @@ async fn respond(
         let _guard = guard;
         let mut finished: Option<Result<Option<Envelope>, tokio::task::JoinError>> = None;
         if let Some((msg, done)) = first {
-            if body.send(Ok(sse::message_event(&msg.to_json(), None))).await.is_err() {
+            if body
+                .send(Ok(sse::message_event(&msg.to_json(), None)))
+                .await
+                .is_err()
+            {
                 return;
             }
             finished = done;
@@ -397,12 +494,18 @@ async fn respond(
         loop {
             if let Some(done) = finished.take() {
                 while let Ok(msg) = rx.try_recv() {
-                    if body.send(Ok(sse::message_event(&msg.to_json(), None))).await.is_err() {
+                    if body
+                        .send(Ok(sse::message_event(&msg.to_json(), None)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
                 if let Ok(Some(response)) = done {
-                    let _ = body.send(Ok(sse::message_event(&response.to_json(), None))).await;
+                    let _ = body
+                        .send(Ok(sse::message_event(&response.to_json(), None)))
+                        .await;
                 }
                 return;
             }
@@ -428,7 +531,9 @@ async fn respond(
 async fn post_batch(s: AppState, principal: Principal, headers: HeaderMap, text: &str) -> Response {
     let items: Vec<Box<RawValue>> = match serde_json::from_str(text) {
         Ok(items) => items,
-        Err(e) => return Reject::Envelope(mcp::EnvelopeError::Parse(e.to_string())).into_response(),
+        Err(e) => {
+            return Reject::Envelope(mcp::EnvelopeError::Parse(e.to_string())).into_response();
+        }
     };
     let Some(session_id) = header_str(&headers, "mcp-session-id") else {
         return Reject::Batch.into_response();
@@ -470,7 +575,12 @@ async fn post_batch(s: AppState, principal: Principal, headers: HeaderMap, text:
         return StatusCode::ACCEPTED.into_response();
     }
     let body = format!("[{}]", responses.join(","));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response {
@@ -483,10 +593,14 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
     };
     let Some(session_id) = header_str(&headers, "mcp-session-id") else {
         // Stateless clients have no GET stream (2026-07-28: 405).
-        return Reject::MethodNotAllowed("GET needs an Mcp-Session-Id; stateless clients use subscriptions/listen")
-            .into_response();
+        return Reject::MethodNotAllowed(
+            "GET needs an Mcp-Session-Id; stateless clients use subscriptions/listen",
+        )
+        .into_response();
     };
-    let accept = header_str(&headers, "accept").unwrap_or("").to_ascii_lowercase();
+    let accept = header_str(&headers, "accept")
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if !accept.contains("text/event-stream") && !accept.contains("*/*") {
         return Reject::Accept("text/event-stream").into_response();
     }
@@ -494,7 +608,8 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
         Ok(session) => session,
         Err(r) => return r.into_response(),
     };
-    let last_event_id = header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
+    let last_event_id =
+        header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
     let mut events = session.subscribe_stream(last_event_id);
     let (response, body) = sse::response(&[]);
     let keepalive = s.gw.config.listen.sse_keepalive;

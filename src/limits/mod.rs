@@ -15,7 +15,10 @@ use crate::mcp::Call;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     Admit,
-    Reject { retry_after: Duration, reason: String },
+    Reject {
+        retry_after: Duration,
+        reason: String,
+    },
 }
 
 pub struct Limiter {

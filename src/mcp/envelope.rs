@@ -137,12 +137,23 @@ impl Envelope {
             (Some(_), _, None) => {}
             (None, Some(_), Some(_)) => {}
             (Some(_), _, Some(_)) => {
-                return Err(EnvelopeError::Invalid("a message has either method or result/error"));
+                return Err(EnvelopeError::Invalid(
+                    "a message has either method or result/error",
+                ));
             }
             (None, None, Some(ResponsePayload::Error(_))) => {} // error without id (parse errors)
-            _ => return Err(EnvelopeError::Invalid("neither a request, a notification nor a response")),
+            _ => {
+                return Err(EnvelopeError::Invalid(
+                    "neither a request, a notification nor a response",
+                ));
+            }
         }
-        Ok(Envelope { id, method: wire.method, params: wire.params, payload })
+        Ok(Envelope {
+            id,
+            method: wire.method,
+            params: wire.params,
+            payload,
+        })
     }
 
     pub fn kind(&self) -> Kind {
@@ -153,16 +164,35 @@ impl Envelope {
         }
     }
 
-    pub fn request(id: JsonRpcId, method: impl Into<String>, params: Option<Box<RawValue>>) -> Self {
-        Envelope { id: Some(id), method: Some(method.into()), params, payload: None }
+    pub fn request(
+        id: JsonRpcId,
+        method: impl Into<String>,
+        params: Option<Box<RawValue>>,
+    ) -> Self {
+        Envelope {
+            id: Some(id),
+            method: Some(method.into()),
+            params,
+            payload: None,
+        }
     }
 
     pub fn notification(method: impl Into<String>, params: Option<Box<RawValue>>) -> Self {
-        Envelope { id: None, method: Some(method.into()), params, payload: None }
+        Envelope {
+            id: None,
+            method: Some(method.into()),
+            params,
+            payload: None,
+        }
     }
 
     pub fn response(id: Option<JsonRpcId>, payload: ResponsePayload) -> Self {
-        Envelope { id, method: None, params: None, payload: Some(payload) }
+        Envelope {
+            id,
+            method: None,
+            params: None,
+            payload: Some(payload),
+        }
     }
 
     pub fn result(id: JsonRpcId, result: Box<RawValue>) -> Self {
@@ -176,7 +206,10 @@ impl Envelope {
         message: &str,
         data: Option<serde_json::Value>,
     ) -> Self {
-        Self::response(id, ResponsePayload::Error(error_object(code, message, data)))
+        Self::response(
+            id,
+            ResponsePayload::Error(error_object(code, message, data)),
+        )
     }
 
     pub fn to_json(&self) -> String {

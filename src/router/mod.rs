@@ -27,7 +27,10 @@ impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
             .field("key", &self.key)
-            .field("backends", &self.backends.iter().map(|b| b.name()).collect::<Vec<_>>())
+            .field(
+                "backends",
+                &self.backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+            )
             .field("prefixed", &self.prefixed)
             .finish()
     }
@@ -58,7 +61,11 @@ impl Router {
     /// `/servers/{backend}`: `None` when no such backend exists.
     pub fn backend_route(&self, name: &str) -> Option<Route> {
         let backend = self.backends.iter().find(|b| b.name() == name)?;
-        Some(Route { key: name.to_owned(), backends: vec![backend.clone()], prefixed: false })
+        Some(Route {
+            key: name.to_owned(),
+            backends: vec![backend.clone()],
+            prefixed: false,
+        })
     }
 }
 

@@ -128,7 +128,9 @@ impl Session {
                     m = rx.recv() => m,
                 };
                 let Some(msg) = msg else { return };
-                let Some(session) = weak.upgrade() else { return };
+                let Some(session) = weak.upgrade() else {
+                    return;
+                };
                 session.relay(msg, None).await;
             }
         });
@@ -175,7 +177,10 @@ impl Session {
     }
 
     pub(super) fn idle_for(&self) -> Duration {
-        self.last_seen.lock().map(|t| t.elapsed()).unwrap_or_default()
+        self.last_seen
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
     }
 
     pub(super) fn busy(&self) -> bool {
@@ -185,7 +190,8 @@ impl Session {
     /// Opens every upstream of the route. With one backend its failure is
     /// the session's; with several, the reachable ones serve (partial).
     pub(super) async fn connect_all(self: &Arc<Self>) -> Result<Vec<ServerFacts>, BackendError> {
-        let results = futures::future::join_all((0..self.upstreams.len()).map(|i| self.conn(i))).await;
+        let results =
+            futures::future::join_all((0..self.upstreams.len()).map(|i| self.conn(i))).await;
         let mut facts = Vec::new();
         let mut first_error = None;
         for r in results {
@@ -206,7 +212,10 @@ impl Session {
     /// The live connection to upstream `index`, opened (again) if needed.
     async fn conn(self: &Arc<Self>, index: usize) -> Result<Connection, BackendError> {
         let Some(upstream) = self.upstreams.get(index) else {
-            return Err(BackendError::Unavailable { backend: String::new(), reason: "no such backend".into() });
+            return Err(BackendError::Unavailable {
+                backend: String::new(),
+                reason: "no such backend".into(),
+            });
         };
         let mut slot = upstream.conn.lock().await;
         if let Some((conn, _)) = slot.as_ref()
@@ -230,9 +239,20 @@ impl Session {
     /// (Re)opens the listen request that feeds a handshake-era client's GET
     /// stream from a stateless server.
     fn restart_watcher(self: &Arc<Self>, index: usize, conn: Connection) {
-        let Some(upstream) = self.upstreams.get(index) else { return };
-        let resources = upstream.subscriptions.lock().map(|s| s.clone()).unwrap_or_default();
-        let task = tokio::spawn(super::listen::watch_stateless_backend(self.clone(), index, conn, resources));
+        let Some(upstream) = self.upstreams.get(index) else {
+            return;
+        };
+        let resources = upstream
+            .subscriptions
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let task = tokio::spawn(super::listen::watch_stateless_backend(
+            self.clone(),
+            index,
+            conn,
+            resources,
+        ));
         if let Ok(mut w) = upstream.watcher.lock()
             && let Some(old) = w.replace(task.abort_handle())
         {
@@ -242,7 +262,12 @@ impl Session {
 
     /// `resources/(un)subscribe` from a handshake-era client to a stateless
     /// server: kept here and carried by the watcher's listen filter.
-    async fn subscribe_via_listen(self: &Arc<Self>, index: usize, env: &Envelope, subscribe: bool) -> Option<Envelope> {
+    async fn subscribe_via_listen(
+        self: &Arc<Self>,
+        index: usize,
+        env: &Envelope,
+        subscribe: bool,
+    ) -> Option<Envelope> {
         let conn = self.conn(index).await.ok()?;
         if conn.facts().era != Era::Stateless {
             return None;
@@ -260,7 +285,10 @@ impl Session {
             }
         }
         self.restart_watcher(index, conn);
-        Some(Envelope::result(env.id.clone().unwrap_or(JsonRpcId::Num(0)), to_raw(&serde_json::json!({}))))
+        Some(Envelope::result(
+            env.id.clone().unwrap_or(JsonRpcId::Num(0)),
+            to_raw(&serde_json::json!({})),
+        ))
     }
 
     fn upstream_era(&self, index: usize) -> Option<Era> {
@@ -270,7 +298,11 @@ impl Session {
 
     /// Runs a request as a task the client can cancel
     /// (`notifications/cancelled`). `None` when it was cancelled.
-    pub fn spawn_request(self: &Arc<Self>, env: Envelope, out: Out) -> tokio::task::JoinHandle<Option<Envelope>> {
+    pub fn spawn_request(
+        self: &Arc<Self>,
+        env: Envelope,
+        out: Out,
+    ) -> tokio::task::JoinHandle<Option<Envelope>> {
         let session = self.clone();
         let id = env.id.clone();
         let tracker = self.gateway.upgrade().map(|g| g.tracker.clone());
@@ -318,7 +350,12 @@ impl Session {
         let method = env.method.clone().unwrap_or_default();
         let call = mcp::classify(&method, env.params.as_deref());
         let Some(gw) = self.gateway.upgrade() else {
-            return Envelope::error(id, mcp::code::INTERNAL_ERROR, "the gateway is shutting down", None);
+            return Envelope::error(
+                id,
+                mcp::code::INTERNAL_ERROR,
+                "the gateway is shutting down",
+                None,
+            );
         };
         if gw.auth.still_valid(&self.principal).is_err() {
             return Envelope::error(
@@ -351,16 +388,34 @@ impl Session {
                 "forbidden by policy",
                 Some(serde_json::json!({"policies": decision.policies, "reason": decision.reason})),
             );
-            gw.audit.record(&record(None), Outcome::Error(mcp::code::FORBIDDEN), elapsed_us(started)).await;
+            gw.audit
+                .record(
+                    &record(None),
+                    Outcome::Error(mcp::code::FORBIDDEN),
+                    elapsed_us(started),
+                )
+                .await;
             return response;
         }
-        if let Admission::Reject { retry_after, reason } = gw.limits.check(&self.principal, &call, None) {
-            gw.audit.record(&record(None), Outcome::Error(mcp::code::RATE_LIMITED), elapsed_us(started)).await;
+        if let Admission::Reject {
+            retry_after,
+            reason,
+        } = gw.limits.check(&self.principal, &call, None)
+        {
+            gw.audit
+                .record(
+                    &record(None),
+                    Outcome::Error(mcp::code::RATE_LIMITED),
+                    elapsed_us(started),
+                )
+                .await;
             return Envelope::error(
                 id,
                 mcp::code::RATE_LIMITED,
                 "rate limited",
-                Some(serde_json::json!({"retry_after_ms": retry_after.as_millis() as u64, "reason": reason})),
+                Some(
+                    serde_json::json!({"retry_after_ms": retry_after.as_millis() as u64, "reason": reason}),
+                ),
             );
         }
         let _permit = self.permits.clone().acquire_owned().await;
@@ -370,29 +425,63 @@ impl Session {
             Some(mcp::code::BACKEND_TIMEOUT) => Outcome::Timeout,
             Some(code) => Outcome::Error(code),
         };
-        if matches!(outcome, Outcome::Timeout | Outcome::Error(mcp::code::BACKEND_UNAVAILABLE)) {
+        if matches!(
+            outcome,
+            Outcome::Timeout | Outcome::Error(mcp::code::BACKEND_UNAVAILABLE)
+        ) {
             gw.metrics.backend_errors.fetch_add(1, Ordering::Relaxed);
         }
-        gw.metrics.observe(&method, backend.as_deref().unwrap_or(""), started.elapsed(), outcome == Outcome::Ok);
-        gw.audit.record(&record(backend), outcome, elapsed_us(started)).await;
+        gw.metrics.observe(
+            &method,
+            backend.as_deref().unwrap_or(""),
+            started.elapsed(),
+            outcome == Outcome::Ok,
+        );
+        gw.audit
+            .record(&record(backend), outcome, elapsed_us(started))
+            .await;
         response
     }
 
     /// Chooses the backend(s) for a request and forwards it.
-    async fn route_request(self: &Arc<Self>, call: &Call, env: Envelope, out: &Out) -> (Envelope, Option<String>) {
+    async fn route_request(
+        self: &Arc<Self>,
+        call: &Call,
+        env: Envelope,
+        out: &Out,
+    ) -> (Envelope, Option<String>) {
         let id = env.id.clone();
         let method = env.method.clone().unwrap_or_default();
         let single = !self.route.prefixed && self.upstreams.len() == 1;
         let index = match (&call.method, &call.target) {
-            (Method::Ping, _) => return (Envelope::result(id.unwrap_or(JsonRpcId::Num(0)), to_raw(&serde_json::json!({}))), None),
+            (Method::Ping, _) => {
+                return (
+                    Envelope::result(
+                        id.unwrap_or(JsonRpcId::Num(0)),
+                        to_raw(&serde_json::json!({})),
+                    ),
+                    None,
+                );
+            }
             (Method::Initialize, _) => {
                 return (
-                    Envelope::error(id, mcp::code::INVALID_REQUEST, "the session is already initialized", None),
+                    Envelope::error(
+                        id,
+                        mcp::code::INVALID_REQUEST,
+                        "the session is already initialized",
+                        None,
+                    ),
                     None,
                 );
             }
             _ if single => 0,
-            (Method::ToolsList | Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList, _) => {
+            (
+                Method::ToolsList
+                | Method::PromptsList
+                | Method::ResourcesList
+                | Method::ResourcesTemplatesList,
+                _,
+            ) => {
                 return (lists::merged_list(self, call, &env, out).await, None);
             }
             (Method::LoggingSetLevel, _) => return (lists::broadcast(self, &env, out).await, None),
@@ -411,21 +500,23 @@ impl Session {
                     None => return (unknown_name(id, call), None),
                 }
             }
-            (Method::CompletionComplete, Target::Prompt(name)) => match self.route.resolve_name(name) {
-                Some((index, own)) => {
-                    let own = own.to_owned();
-                    let env = Envelope {
-                        params: Some(edit_params(env.params.as_deref(), |p| {
-                            if let Some(Value::Object(r)) = p.get_mut("ref") {
-                                r.insert("name".into(), Value::String(own));
-                            }
-                        })),
-                        ..env
-                    };
-                    return self.forward_and_bridge(index, env, out).await;
+            (Method::CompletionComplete, Target::Prompt(name)) => {
+                match self.route.resolve_name(name) {
+                    Some((index, own)) => {
+                        let own = own.to_owned();
+                        let env = Envelope {
+                            params: Some(edit_params(env.params.as_deref(), |p| {
+                                if let Some(Value::Object(r)) = p.get_mut("ref") {
+                                    r.insert("name".into(), Value::String(own));
+                                }
+                            })),
+                            ..env
+                        };
+                        return self.forward_and_bridge(index, env, out).await;
+                    }
+                    None => return (unknown_name(id, call), None),
                 }
-                None => return (unknown_name(id, call), None),
-            },
+            }
             (_, Target::Resource(uri)) => match lists::resource_backend(self, uri) {
                 Some(index) => index,
                 None => return (unknown_name(id, call), None),
@@ -452,13 +543,20 @@ impl Session {
         env: Envelope,
         out: &Out,
     ) -> (Envelope, Option<String>) {
-        let backend = self.upstreams.get(index).map(|u| u.backend.name().to_owned());
+        let backend = self
+            .upstreams
+            .get(index)
+            .map(|u| u.backend.name().to_owned());
         let id = env.id.clone();
         let method = env.method.clone().unwrap_or_default();
         let timeout = (method == "subscriptions/listen").then_some(Duration::ZERO);
-        if matches!(method.as_str(), "resources/subscribe" | "resources/unsubscribe")
-            && self.client.era == Era::Handshake
-            && let Some(response) = self.subscribe_via_listen(index, &env, method == "resources/subscribe").await
+        if matches!(
+            method.as_str(),
+            "resources/subscribe" | "resources/unsubscribe"
+        ) && self.client.era == Era::Handshake
+            && let Some(response) = self
+                .subscribe_via_listen(index, &env, method == "resources/subscribe")
+                .await
         {
             return (response, backend);
         }
@@ -467,24 +565,44 @@ impl Session {
         let mut env = env;
         if self.client.era == Era::Handshake && self.upstream_era(index) == Some(Era::Stateless) {
             if method == "logging/setLevel" {
-                let level = mcp::meta::params_object(env.params.as_deref()).get("level").cloned();
+                let level = mcp::meta::params_object(env.params.as_deref())
+                    .get("level")
+                    .cloned();
                 if let Ok(mut l) = self.log_level.lock() {
                     *l = level;
                 }
-                return (Envelope::result(id.unwrap_or(JsonRpcId::Num(0)), to_raw(&serde_json::json!({}))), backend);
+                return (
+                    Envelope::result(
+                        id.unwrap_or(JsonRpcId::Num(0)),
+                        to_raw(&serde_json::json!({})),
+                    ),
+                    backend,
+                );
             }
             if let Some(level) = self.log_level.lock().ok().and_then(|l| l.clone()) {
                 env.params = Some(edit_params(env.params.as_deref(), |p| {
-                    mcp::meta::meta_mut(p).entry(mcp::META_LOG_LEVEL).or_insert(level);
+                    mcp::meta::meta_mut(p)
+                        .entry(mcp::META_LOG_LEVEL)
+                        .or_insert(level);
                 }));
             }
         }
         if method == "subscriptions/listen" && self.client.era == Era::Stateless {
             let result = match self.conn(index).await {
                 Ok(conn) if conn.facts().era == Era::Handshake => {
-                    super::listen::listen_on_handshake_backend(self, conn, id.clone(), env.params.as_deref(), out).await
+                    super::listen::listen_on_handshake_backend(
+                        self,
+                        conn,
+                        id.clone(),
+                        env.params.as_deref(),
+                        out,
+                    )
+                    .await
                 }
-                Ok(_) => self.forward_listen(index, env.params, out, id.clone()).await,
+                Ok(_) => {
+                    self.forward_listen(index, env.params, out, id.clone())
+                        .await
+                }
                 Err(e) => Err(e),
             };
             let response = match result {
@@ -500,7 +618,9 @@ impl Session {
         };
         let response = match result {
             Ok(ResponsePayload::Result(r)) => {
-                let r = if self.client.era == Era::Stateless && self.upstream_era(index) == Some(Era::Handshake) {
+                let r = if self.client.era == Era::Stateless
+                    && self.upstream_era(index) == Some(Era::Handshake)
+                {
                     bridge_result_to_stateless(&method, r)
                 } else {
                     r
@@ -525,7 +645,13 @@ impl Session {
     ) -> Result<ResponsePayload, BackendError> {
         let (tx, mut rx) = mpsc::channel::<Envelope>(self.queue);
         let subscription_id = serde_json::to_value(&client_id).unwrap_or(Value::Null);
-        let request = self.forward(index, "subscriptions/listen", params, &tx, Some(Duration::ZERO));
+        let request = self.forward(
+            index,
+            "subscriptions/listen",
+            params,
+            &tx,
+            Some(Duration::ZERO),
+        );
         tokio::pin!(request);
         loop {
             tokio::select! {
@@ -559,8 +685,12 @@ impl Session {
         let method = env.method.clone().unwrap_or_default();
         let mut params = env.params;
         for _ in 0..MAX_INPUT_ROUNDS {
-            let payload = self.forward(index, &method, params.clone(), out, timeout).await?;
-            let ResponsePayload::Result(result) = &payload else { return Ok(payload) };
+            let payload = self
+                .forward(index, &method, params.clone(), out, timeout)
+                .await?;
+            let ResponsePayload::Result(result) = &payload else {
+                return Ok(payload);
+            };
             if result_type(result) != "input_required" {
                 return Ok(payload);
             }
@@ -568,12 +698,19 @@ impl Session {
             let mut responses = serde_json::Map::new();
             if let Some(Value::Object(requests)) = v.get("inputRequests") {
                 for (key, request) in requests {
-                    let method = request.get("method").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let method = request
+                        .get("method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned();
                     let req_params = request.get("params").map(to_raw);
                     let answer = self.ask_client(&method, req_params, out).await;
                     match answer {
                         ResponsePayload::Result(r) => {
-                            responses.insert(key.clone(), serde_json::from_str(r.get()).unwrap_or(Value::Null));
+                            responses.insert(
+                                key.clone(),
+                                serde_json::from_str(r.get()).unwrap_or(Value::Null),
+                            );
                         }
                         ResponsePayload::Error(e) => return Ok(ResponsePayload::Error(e)),
                     }
@@ -596,13 +733,30 @@ impl Session {
     }
 
     /// Sends a server→client request to the client and waits for its answer.
-    async fn ask_client(self: &Arc<Self>, method: &str, params: Option<Box<RawValue>>, out: &Out) -> ResponsePayload {
+    async fn ask_client(
+        self: &Arc<Self>,
+        method: &str,
+        params: Option<Box<RawValue>>,
+        out: &Out,
+    ) -> ResponsePayload {
         let (tx, rx) = oneshot::channel();
-        self.relay(ClientBound::Request { server_id: None, method: method.to_owned(), params, reply: tx }, Some(out))
-            .await;
+        self.relay(
+            ClientBound::Request {
+                server_id: None,
+                method: method.to_owned(),
+                params,
+                reply: tx,
+            },
+            Some(out),
+        )
+        .await;
         match tokio::time::timeout(Duration::from_secs(300), rx).await {
             Ok(Ok(payload)) => payload,
-            _ => ResponsePayload::Error(error_object(mcp::code::INTERNAL_ERROR, "the client did not answer", None)),
+            _ => ResponsePayload::Error(error_object(
+                mcp::code::INTERNAL_ERROR,
+                "the client did not answer",
+                None,
+            )),
         }
     }
 
@@ -652,19 +806,29 @@ impl Session {
     pub(super) async fn relay(self: &Arc<Self>, msg: ClientBound, out: Option<&Out>) {
         let env = match msg {
             ClientBound::Notification { method, params } => {
-                if method == "notifications/message" && self.client.era == Era::Stateless && out.is_none() {
+                if method == "notifications/message"
+                    && self.client.era == Era::Stateless
+                    && out.is_none()
+                {
                     return;
                 }
                 if method == "notifications/cancelled" {
                     // The server gave up on a request it sent us: name it by
                     // the id the client knows, or drop it.
-                    let Some(params) = self.map_server_cancel(params.as_deref()) else { return };
+                    let Some(params) = self.map_server_cancel(params.as_deref()) else {
+                        return;
+                    };
                     Envelope::notification(method, Some(params))
                 } else {
                     Envelope::notification(method, params)
                 }
             }
-            ClientBound::Request { server_id, method, params, reply } => {
+            ClientBound::Request {
+                server_id,
+                method,
+                params,
+                reply,
+            } => {
                 if self.client.era == Era::Stateless {
                     // Stateless clients take requests only as input_required
                     // (see park.rs); anything else has nowhere to go.
@@ -680,7 +844,8 @@ impl Session {
                 if let Ok(mut pending) = self.client_requests.lock() {
                     pending.insert(id.clone(), reply);
                 }
-                if let (Some(server_id), Ok(mut ids)) = (server_id, self.server_request_ids.lock()) {
+                if let (Some(server_id), Ok(mut ids)) = (server_id, self.server_request_ids.lock())
+                {
                     ids.insert(server_id, id.clone());
                 }
                 Envelope::request(JsonRpcId::Str(id), method, params)
@@ -717,7 +882,10 @@ impl Session {
     }
 
     /// Attaches the client's GET stream.
-    pub fn subscribe_stream(&self, last_event_id: Option<u64>) -> mpsc::Receiver<super::stream::Event> {
+    pub fn subscribe_stream(
+        &self,
+        last_event_id: Option<u64>,
+    ) -> mpsc::Receiver<super::stream::Event> {
         match self.stream.lock() {
             Ok(mut s) => s.subscribe(last_event_id, self.queue),
             Err(_) => mpsc::channel(1).1,
@@ -730,7 +898,11 @@ impl Session {
             tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
             return;
         };
-        let reply = self.client_requests.lock().ok().and_then(|mut p| p.remove(id));
+        let reply = self
+            .client_requests
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(id));
         if let Ok(mut ids) = self.server_request_ids.lock() {
             ids.retain(|_, client_id| client_id != id);
         }
@@ -760,7 +932,11 @@ impl Session {
                     .as_deref()
                     .and_then(|p| serde_json::from_str::<Cancelled>(p.get()).ok());
                 if let Some(c) = cancelled {
-                    let handle = self.in_flight.lock().ok().and_then(|mut f| f.remove(&c.request_id));
+                    let handle = self
+                        .in_flight
+                        .lock()
+                        .ok()
+                        .and_then(|mut f| f.remove(&c.request_id));
                     if let Some(handle) = handle {
                         // Dropping the call tells the backend (notifications/cancelled
                         // with the backend's own id).
@@ -793,10 +969,16 @@ impl Session {
     }
 
     pub(super) fn upstream_name(&self, index: usize) -> &str {
-        self.upstreams.get(index).map(|u| u.backend.name()).unwrap_or("")
+        self.upstreams
+            .get(index)
+            .map(|u| u.backend.name())
+            .unwrap_or("")
     }
 
-    pub(super) async fn connection(self: &Arc<Self>, index: usize) -> Result<Connection, BackendError> {
+    pub(super) async fn connection(
+        self: &Arc<Self>,
+        index: usize,
+    ) -> Result<Connection, BackendError> {
         self.conn(index).await
     }
 }
@@ -808,7 +990,12 @@ fn unknown_name(id: Option<JsonRpcId>, call: &Call) -> Envelope {
         Target::Resource(u) => format!("unknown resource: {u}"),
         Target::None => "unknown target".to_owned(),
     };
-    Envelope::error(id, mcp::code::INVALID_PARAMS, &what, Some(serde_json::json!({"reason": what})))
+    Envelope::error(
+        id,
+        mcp::code::INVALID_PARAMS,
+        &what,
+        Some(serde_json::json!({"reason": what})),
+    )
 }
 
 /// A handshake-era server's result on its way to a stateless client gets
@@ -821,7 +1008,11 @@ fn bridge_result_to_stateless(method: &str, result: Box<RawValue>) -> Box<RawVal
     obj.entry("resultType").or_insert_with(|| "complete".into());
     if matches!(
         method,
-        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read"
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
     ) {
         obj.entry("ttlMs").or_insert_with(|| 0.into());
         obj.entry("cacheScope").or_insert_with(|| "private".into());

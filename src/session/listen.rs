@@ -50,9 +50,18 @@ pub(super) async fn listen_on_handshake_backend(
     out: &Out,
 ) -> Result<ResponsePayload, BackendError> {
     let params = params_object(params);
-    let requested = params.get("notifications").and_then(Value::as_object).cloned().unwrap_or_default();
+    let requested = params
+        .get("notifications")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let caps = &conn.facts().capabilities;
-    let supports = |cap: &str, flag: &str| caps.get(cap).and_then(|c| c.get(flag)).and_then(Value::as_bool).unwrap_or(false);
+    let supports = |cap: &str, flag: &str| {
+        caps.get(cap)
+            .and_then(|c| c.get(flag))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     let mut granted = Map::new();
     for (key, cap, flag) in [
         ("toolsListChanged", "tools", "listChanged"),
@@ -65,19 +74,27 @@ pub(super) async fn listen_on_handshake_backend(
     }
     let (tx, mut rx) = mpsc::channel(session_queue(session));
     let _attachment = conn.attach(tx);
-    if let Some(uris) = requested.get("resourceSubscriptions").and_then(Value::as_array)
+    if let Some(uris) = requested
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
         && supports("resources", "subscribe")
     {
         let mut ok = Vec::new();
         for uri in uris.iter().filter_map(Value::as_str) {
             let p = to_raw(&json!({"uri": uri}));
-            if let Ok(ResponsePayload::Result(_)) = conn.request("resources/subscribe", Some(p), None, None).await {
+            if let Ok(ResponsePayload::Result(_)) = conn
+                .request("resources/subscribe", Some(p), None, None)
+                .await
+            {
                 ok.push(Value::String(uri.to_owned()));
             }
         }
         granted.insert("resourceSubscriptions".into(), Value::Array(ok));
     }
-    let subscription_id = id.as_ref().map(|i| serde_json::to_value(i).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    let subscription_id = id
+        .as_ref()
+        .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
     let stamp = |method: &str, params: Option<Value>| {
         let raw = params.map(|p| to_raw(&p));
         let params = edit_params(raw.as_deref(), |p| {
@@ -85,9 +102,14 @@ pub(super) async fn listen_on_handshake_backend(
         });
         Envelope::notification(method, Some(params))
     };
-    let ack = stamp("notifications/subscriptions/acknowledged", Some(json!({"notifications": granted})));
+    let ack = stamp(
+        "notifications/subscriptions/acknowledged",
+        Some(json!({"notifications": granted})),
+    );
     if out.send(ack).await.is_err() {
-        return Ok(ResponsePayload::Result(to_raw(&json!({"resultType": "complete"}))));
+        return Ok(ResponsePayload::Result(to_raw(
+            &json!({"resultType": "complete"}),
+        )));
     }
     let closed = session.closed_token();
     loop {
@@ -98,13 +120,20 @@ pub(super) async fn listen_on_handshake_backend(
         };
         let Some(msg) = msg else { break };
         if let ClientBound::Notification { method, params } = msg {
-            let value: Value = params.as_deref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(Value::Null);
-            if wanted(&granted, &method, &value) && out.send(stamp(&method, Some(value))).await.is_err() {
+            let value: Value = params
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p.get()).ok())
+                .unwrap_or(Value::Null);
+            if wanted(&granted, &method, &value)
+                && out.send(stamp(&method, Some(value))).await.is_err()
+            {
                 break;
             }
         }
     }
-    Ok(ResponsePayload::Result(to_raw(&json!({"resultType": "complete"}))))
+    Ok(ResponsePayload::Result(to_raw(
+        &json!({"resultType": "complete"}),
+    )))
 }
 
 fn session_queue(_session: &Session) -> usize {
@@ -120,17 +149,36 @@ pub(super) async fn watch_stateless_backend(
     resources: BTreeSet<String>,
 ) {
     let caps = conn.facts().capabilities.clone();
-    let supports = |cap: &str, flag: &str| caps.get(cap).and_then(|c| c.get(flag)).and_then(Value::as_bool).unwrap_or(false);
+    let supports = |cap: &str, flag: &str| {
+        caps.get(cap)
+            .and_then(|c| c.get(flag))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     let mut filter = Map::new();
-    filter.insert("toolsListChanged".into(), supports("tools", "listChanged").into());
-    filter.insert("promptsListChanged".into(), supports("prompts", "listChanged").into());
-    filter.insert("resourcesListChanged".into(), supports("resources", "listChanged").into());
+    filter.insert(
+        "toolsListChanged".into(),
+        supports("tools", "listChanged").into(),
+    );
+    filter.insert(
+        "promptsListChanged".into(),
+        supports("prompts", "listChanged").into(),
+    );
+    filter.insert(
+        "resourcesListChanged".into(),
+        supports("resources", "listChanged").into(),
+    );
     if !resources.is_empty() {
         filter.insert("resourceSubscriptions".into(), json!(resources));
     }
     let params = to_raw(&json!({"notifications": filter}));
     let (tx, mut rx) = mpsc::channel::<ClientBound>(256);
-    let request = conn.request("subscriptions/listen", Some(params), Some(tx), Some(std::time::Duration::ZERO));
+    let request = conn.request(
+        "subscriptions/listen",
+        Some(params),
+        Some(tx),
+        Some(std::time::Duration::ZERO),
+    );
     tokio::pin!(request);
     let closed = session.closed_token();
     loop {

@@ -42,7 +42,12 @@ pub(super) fn resource_backend(session: &Session, uri: &str) -> Option<usize> {
 
 /// A list method over every backend of a multiplexed route: all pages of
 /// each, names prefixed, in backend order then the backend's own order.
-pub(super) async fn merged_list(session: &Arc<Session>, call: &Call, env: &Envelope, out: &Out) -> Envelope {
+pub(super) async fn merged_list(
+    session: &Arc<Session>,
+    call: &Call,
+    env: &Envelope,
+    out: &Out,
+) -> Envelope {
     let id = env.id.clone().unwrap_or(JsonRpcId::Num(0));
     let method = env.method.as_deref().unwrap_or_default();
     let (key, rename) = match call.method {
@@ -51,7 +56,10 @@ pub(super) async fn merged_list(session: &Arc<Session>, call: &Call, env: &Envel
         Method::ResourcesList => ("resources", false),
         _ => ("resourceTemplates", false),
     };
-    if mcp::meta::params_object(env.params.as_deref()).get("cursor").is_some() {
+    if mcp::meta::params_object(env.params.as_deref())
+        .get("cursor")
+        .is_some()
+    {
         return Envelope::error(Some(id), mcp::code::INVALID_PARAMS, "invalid cursor", None);
     }
     let fetches = (0..session.upstream_count()).map(|index| {
@@ -67,9 +75,14 @@ pub(super) async fn merged_list(session: &Arc<Session>, call: &Call, env: &Envel
                         p.insert("cursor".into(), c.clone());
                     })),
                 };
-                let payload = session.forward(index, method, page_params, out, None).await?;
-                let ResponsePayload::Result(result) = payload else { break };
-                let mut page: Map<String, Value> = serde_json::from_str(result.get()).unwrap_or_default();
+                let payload = session
+                    .forward(index, method, page_params, out, None)
+                    .await?;
+                let ResponsePayload::Result(result) = payload else {
+                    break;
+                };
+                let mut page: Map<String, Value> =
+                    serde_json::from_str(result.get()).unwrap_or_default();
                 if let Some(Value::Array(list)) = page.remove(key) {
                     items.extend(list);
                 }
@@ -131,7 +144,10 @@ pub(super) async fn broadcast(session: &Arc<Session>, env: &Envelope, out: &Out)
     let id = env.id.clone().unwrap_or(JsonRpcId::Num(0));
     let method = env.method.as_deref().unwrap_or_default();
     for index in 0..session.upstream_count() {
-        if let Err(e) = session.forward(index, method, env.params.clone(), out, None).await {
+        if let Err(e) = session
+            .forward(index, method, env.params.clone(), out, None)
+            .await
+        {
             tracing::warn!(backend = session.upstream_name(index), error = %e, "broadcast not delivered");
         }
     }

@@ -112,13 +112,20 @@ impl Gateway {
         let owned = self
             .sessions
             .lock()
-            .map(|s| s.values().filter(|s| s.principal.binding_key() == key).count())
+            .map(|s| {
+                s.values()
+                    .filter(|s| s.principal.binding_key() == key)
+                    .count()
+            })
             .unwrap_or(0);
         if owned >= limit {
             return Err(SessionError::TooMany { limit });
         }
         let params = mcp::meta::params_object(request.params.as_deref());
-        let requested = params.get("protocolVersion").and_then(Value::as_str).unwrap_or("");
+        let requested = params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let version = if mcp::is_handshake_version(requested) {
             requested.to_owned()
         } else {
@@ -130,7 +137,9 @@ impl Gateway {
             connect: ConnectParams {
                 client_version: version.clone(),
                 client_info: to_raw(params.get("clientInfo").unwrap_or(&Value::Null)),
-                client_capabilities: to_raw(params.get("capabilities").unwrap_or(&serde_json::json!({}))),
+                client_capabilities: to_raw(
+                    params.get("capabilities").unwrap_or(&serde_json::json!({})),
+                ),
             },
         };
         let id = new_session_id();
@@ -190,7 +199,10 @@ impl Gateway {
         // Clients declaring different capabilities get different backend
         // sessions: a handshake-era server decides at `initialize` which
         // tools (sampling, elicitation, roots) it offers.
-        let capabilities = meta.get(mcp::META_CLIENT_CAPABILITIES).map(Value::to_string).unwrap_or_default();
+        let capabilities = meta
+            .get(mcp::META_CLIENT_CAPABILITIES)
+            .map(Value::to_string)
+            .unwrap_or_default();
         let key = format!("{}#{}#{capabilities}", principal.binding_key(), route.key);
         let mut contexts = self.stateless.lock().await;
         if let Some(session) = contexts.get(&key).filter(|s| !s.is_closed()) {
@@ -202,34 +214,57 @@ impl Gateway {
             protocol_version: mcp::V2026.to_owned(),
             connect: ConnectParams {
                 client_version: mcp::V2026.to_owned(),
-                client_info: to_raw(meta.get(mcp::META_CLIENT_INFO).unwrap_or(&serde_json::json!({
-                    "name": "mcp-gateway-stateless-client", "version": "0"
-                }))),
+                client_info: to_raw(meta.get(mcp::META_CLIENT_INFO).unwrap_or(
+                    &serde_json::json!({
+                        "name": "mcp-gateway-stateless-client", "version": "0"
+                    }),
+                )),
                 client_capabilities: to_raw(
-                    meta.get(mcp::META_CLIENT_CAPABILITIES).unwrap_or(&serde_json::json!({})),
+                    meta.get(mcp::META_CLIENT_CAPABILITIES)
+                        .unwrap_or(&serde_json::json!({})),
                 ),
             },
         };
-        let session = Session::new(self, new_session_id(), principal.clone(), route.clone(), client, "streamable_http");
+        let session = Session::new(
+            self,
+            new_session_id(),
+            principal.clone(),
+            route.clone(),
+            client,
+            "streamable_http",
+        );
         contexts.insert(key, session.clone());
         session
     }
 
     /// `server/discover`, answered by the gateway for its route.
-    pub async fn discover(self: &Arc<Self>, principal: &Principal, route: &Route, request: &Envelope) -> Envelope {
+    pub async fn discover(
+        self: &Arc<Self>,
+        principal: &Principal,
+        route: &Route,
+        request: &Envelope,
+    ) -> Envelope {
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
-        let context = self.stateless_context(principal, route, request.params.as_deref()).await;
+        let context = self
+            .stateless_context(principal, route, request.params.as_deref())
+            .await;
         match context.connect_all().await {
             Ok(facts) => {
                 let mut result = self.server_identity(route, &facts, None);
                 if let Some(obj) = result.as_object_mut() {
                     obj.remove("protocolVersion");
                     let info = obj.remove("serverInfo").unwrap_or(Value::Null);
-                    obj.insert("supportedVersions".into(), serde_json::json!(mcp::ALL_VERSIONS));
+                    obj.insert(
+                        "supportedVersions".into(),
+                        serde_json::json!(mcp::ALL_VERSIONS),
+                    );
                     obj.insert("resultType".into(), "complete".into());
                     obj.insert("ttlMs".into(), 0.into());
                     obj.insert("cacheScope".into(), "private".into());
-                    obj.insert("_meta".into(), serde_json::json!({ mcp::META_SERVER_INFO: info }));
+                    obj.insert(
+                        "_meta".into(),
+                        serde_json::json!({ mcp::META_SERVER_INFO: info }),
+                    );
                 }
                 Envelope::result(id, to_raw(&result))
             }
@@ -239,7 +274,12 @@ impl Gateway {
 
     /// What the gateway says about itself: the backend's own identity when
     /// the route is one server as itself, the gateway's when it multiplexes.
-    fn server_identity(&self, route: &Route, facts: &[crate::backend::ServerFacts], version: Option<&str>) -> Value {
+    fn server_identity(
+        &self,
+        route: &Route,
+        facts: &[crate::backend::ServerFacts],
+        version: Option<&str>,
+    ) -> Value {
         let mut result = serde_json::Map::new();
         if let Some(v) = version {
             result.insert("protocolVersion".into(), v.into());
@@ -337,7 +377,10 @@ pub fn backend_error_response(id: Option<JsonRpcId>, e: &BackendError) -> Envelo
         BackendError::Timeout { backend, timeout } => Envelope::error(
             id,
             mcp::code::BACKEND_TIMEOUT,
-            &format!("backend {backend:?} timed out after {}s", timeout.as_secs_f64()),
+            &format!(
+                "backend {backend:?} timed out after {}s",
+                timeout.as_secs_f64()
+            ),
             Some(serde_json::json!({
                 "backend": backend,
                 "timeout_ms": timeout.as_millis() as u64,

@@ -67,24 +67,40 @@ pub(super) async fn forward_stateless(
     let method = env.method.clone().unwrap_or_default();
     let conn = session.connection(index).await?;
     if conn.facts().era == Era::Stateless {
-        return session.forward(index, &method, env.params, out, timeout).await;
+        return session
+            .forward(index, &method, env.params, out, timeout)
+            .await;
     }
     let Some(gw) = session.gateway() else {
-        return Err(BackendError::Unavailable { backend: conn.backend().to_owned(), reason: "shutting down".into() });
+        return Err(BackendError::Unavailable {
+            backend: conn.backend().to_owned(),
+            reason: "shutting down".into(),
+        });
     };
     let params = params_object(env.params.as_deref());
     if let Some(state) = params.get("requestState").and_then(Value::as_str)
         && state.starts_with(STATE_PREFIX)
     {
-        let parked = gw.parked.calls.lock().ok().and_then(|mut c| c.remove(state));
-        let Some(mut parked) = parked.filter(|p| p.principal_key == session.principal.binding_key()) else {
+        let parked = gw
+            .parked
+            .calls
+            .lock()
+            .ok()
+            .and_then(|mut c| c.remove(state));
+        let Some(mut parked) =
+            parked.filter(|p| p.principal_key == session.principal.binding_key())
+        else {
             return Ok(ResponsePayload::Error(error_object(
                 mcp::code::INVALID_PARAMS,
                 "unknown or expired requestState",
                 Some(serde_json::json!({"reason": "unknown or expired requestState"})),
             )));
         };
-        let responses = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
+        let responses = params
+            .get("inputResponses")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         for (key, reply) in parked.replies.drain() {
             let payload = match responses.get(&key) {
                 Some(v) => ResponsePayload::Result(to_raw(v)),
@@ -105,7 +121,15 @@ pub(super) async fn forward_stateless(
         let r = conn.request(&method, params, Some(tx), timeout).await;
         let _ = done_tx.send(r);
     });
-    drive(session, &gw, rx, done_rx, AbortOnDrop(task.abort_handle()), out).await
+    drive(
+        session,
+        &gw,
+        rx,
+        done_rx,
+        AbortOnDrop(task.abort_handle()),
+        out,
+    )
+    .await
 }
 
 async fn drive(
@@ -116,7 +140,10 @@ async fn drive(
     task: AbortOnDrop,
     out: &Out,
 ) -> Result<ResponsePayload, BackendError> {
-    let backend_gone = || BackendError::Unavailable { backend: String::new(), reason: "call ended".into() };
+    let backend_gone = || BackendError::Unavailable {
+        backend: String::new(),
+        reason: "call ended".into(),
+    };
     loop {
         let msg = tokio::select! {
             r = &mut done => return r.unwrap_or_else(|_| Err(backend_gone())),
@@ -129,20 +156,35 @@ async fn drive(
             ClientBound::Notification { method, params } => {
                 let _ = out.send(Envelope::notification(method, params)).await;
             }
-            ClientBound::Request { method, params, reply, .. } => {
+            ClientBound::Request {
+                method,
+                params,
+                reply,
+                ..
+            } => {
                 let mut requests = Map::new();
                 let mut replies = HashMap::new();
-                let mut add = |method: String, params: Option<Box<serde_json::value::RawValue>>, reply| {
-                    let key = format!("input-{}", replies.len() + 1);
-                    let params: Value = params
-                        .and_then(|p| serde_json::from_str(p.get()).ok())
-                        .unwrap_or_else(|| serde_json::json!({}));
-                    requests.insert(key.clone(), serde_json::json!({"method": method, "params": params}));
-                    replies.insert(key, reply);
-                };
+                let mut add =
+                    |method: String, params: Option<Box<serde_json::value::RawValue>>, reply| {
+                        let key = format!("input-{}", replies.len() + 1);
+                        let params: Value = params
+                            .and_then(|p| serde_json::from_str(p.get()).ok())
+                            .unwrap_or_else(|| serde_json::json!({}));
+                        requests.insert(
+                            key.clone(),
+                            serde_json::json!({"method": method, "params": params}),
+                        );
+                        replies.insert(key, reply);
+                    };
                 add(method, params, reply);
                 // Questions asked together are answered together.
-                while let Ok(ClientBound::Request { method, params, reply, .. }) = events.try_recv() {
+                while let Ok(ClientBound::Request {
+                    method,
+                    params,
+                    reply,
+                    ..
+                }) = events.try_recv()
+                {
                     add(method, params, reply);
                 }
                 let token = format!("{STATE_PREFIX}{}", super::new_session_id());

@@ -18,7 +18,12 @@ pub struct GetStream {
 
 impl GetStream {
     pub fn new(capacity: usize) -> GetStream {
-        GetStream { buffer: VecDeque::new(), next_id: 1, capacity: capacity.max(1), listener: None }
+        GetStream {
+            buffer: VecDeque::new(),
+            next_id: 1,
+            capacity: capacity.max(1),
+            listener: None,
+        }
     }
 
     /// Queues a message; a listener that cannot keep up is disconnected (it
@@ -69,7 +74,9 @@ mod tests {
             s.push(format!("m{i}"));
         }
         let mut rx = s.subscribe(Some(3), 10);
-        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok()).map(|(id, _)| id).collect();
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(got, vec![4, 5]);
     }
 

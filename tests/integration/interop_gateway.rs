@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::util::servers::{toml_array, toml_string};
 use crate::util::{
-    DemoServer, Everything, Gateway, PyDemoServer, TestDir, conformance, inspector, py_client, ts_client,
+    DemoServer, Everything, Gateway, PyDemoServer, TestDir, conformance, inspector, py_client,
+    ts_client,
 };
 
 type Driver = fn(&str, &str, &str, &[&str]) -> Value;
@@ -39,7 +40,13 @@ fn without_protocol(mut out: Value) -> Value {
 
 /// Runs `scenario` with `driver` directly and through the gateway and
 /// compares; returns the gateway's output for further checks.
-fn same_through_gateway(driver: Driver, mode: &str, direct: &str, gateway: &str, scenario: &str) -> Value {
+fn same_through_gateway(
+    driver: Driver,
+    mode: &str,
+    direct: &str,
+    gateway: &str,
+    scenario: &str,
+) -> Value {
     same_through_gateway_at(driver, mode, direct, gateway, scenario, None)
 }
 
@@ -54,7 +61,9 @@ fn same_through_gateway_at(
     protocol: Option<&str>,
 ) -> Value {
     let direct_out = driver(mode, direct, scenario, &[]);
-    let expect: Vec<&str> = protocol.map(|p| vec!["--expect-protocol", p]).unwrap_or_default();
+    let expect: Vec<&str> = protocol
+        .map(|p| vec!["--expect-protocol", p])
+        .unwrap_or_default();
     let through = driver(mode, gateway, scenario, &expect);
     assert_eq!(
         without_protocol(direct_out.clone()),
@@ -66,11 +75,29 @@ fn same_through_gateway_at(
 }
 
 fn assert_demo_full(out: &Value) {
-    let text = |v: &Value| v["content"][0]["text"].as_str().unwrap_or_default().to_owned();
-    assert!(text(&out["ask_user"]).contains("blue"), "elicitation round trip: {out}");
-    assert!(text(&out["summarize"]).contains("short"), "sampling round trip: {out}");
-    assert_eq!(out["slow_count"]["progress"].as_array().map(Vec::len), Some(3), "progress: {out}");
-    assert_eq!(out["item_42"]["contents"][0]["uri"], "demo://items/42", "template: {out}");
+    let text = |v: &Value| {
+        v["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        text(&out["ask_user"]).contains("blue"),
+        "elicitation round trip: {out}"
+    );
+    assert!(
+        text(&out["summarize"]).contains("short"),
+        "sampling round trip: {out}"
+    );
+    assert_eq!(
+        out["slow_count"]["progress"].as_array().map(Vec::len),
+        Some(3),
+        "progress: {out}"
+    );
+    assert_eq!(
+        out["item_42"]["contents"][0]["uri"], "demo://items/42",
+        "template: {out}"
+    );
 }
 
 // --- our demo server ---------------------------------------------------------------------
@@ -78,26 +105,52 @@ fn assert_demo_full(out: &Value) {
 #[test]
 fn py_auto_to_demo_stdio() {
     let gw = gateway_stdio(&DemoServer::stdio_argv());
-    let out = same_through_gateway_at(py_client, "auto", &DemoServer::stdio_target(), &gw.url(), "demo-full", Some("2026-07-28"));
+    let out = same_through_gateway_at(
+        py_client,
+        "auto",
+        &DemoServer::stdio_target(),
+        &gw.url(),
+        "demo-full",
+        Some("2026-07-28"),
+    );
     assert_demo_full(&out);
 }
 
 #[test]
 fn py_legacy_to_demo_stdio() {
     let gw = gateway_stdio(&DemoServer::stdio_argv());
-    let out = same_through_gateway_at(py_client, "legacy", &DemoServer::stdio_target(), &gw.url(), "demo-full", Some("2025-11-25"));
+    let out = same_through_gateway_at(
+        py_client,
+        "legacy",
+        &DemoServer::stdio_target(),
+        &gw.url(),
+        "demo-full",
+        Some("2025-11-25"),
+    );
     assert_demo_full(&out);
 }
 
 #[test]
 fn py_legacy_2025_03_26_to_demo_stdio() {
     let gw = gateway_stdio(&DemoServer::stdio_argv());
-    let direct = py_client("legacy-2025-03-26", &DemoServer::stdio_target(), "tools", &["--call", "echo", "--args", r#"{"message":"old"}"#]);
+    let direct = py_client(
+        "legacy-2025-03-26",
+        &DemoServer::stdio_target(),
+        "tools",
+        &["--call", "echo", "--args", r#"{"message":"old"}"#],
+    );
     let through = py_client(
         "legacy-2025-03-26",
         &gw.url(),
         "tools",
-        &["--call", "echo", "--args", r#"{"message":"old"}"#, "--expect-protocol", "2025-03-26"],
+        &[
+            "--call",
+            "echo",
+            "--args",
+            r#"{"message":"old"}"#,
+            "--expect-protocol",
+            "2025-03-26",
+        ],
     );
     assert_eq!(without_protocol(direct), without_protocol(through));
 }
@@ -105,7 +158,13 @@ fn py_legacy_2025_03_26_to_demo_stdio() {
 #[test]
 fn ts_legacy_to_demo_stdio() {
     let gw = gateway_stdio(&DemoServer::stdio_argv());
-    let out = same_through_gateway(ts_client, "legacy", &DemoServer::stdio_target(), &gw.url(), "demo-full");
+    let out = same_through_gateway(
+        ts_client,
+        "legacy",
+        &DemoServer::stdio_target(),
+        &gw.url(),
+        "demo-full",
+    );
     assert_demo_full(&out);
 }
 
@@ -136,10 +195,22 @@ fn py_legacy_to_demo_http() {
 #[test]
 fn inspector_cli_to_demo_stdio() {
     let gw = gateway_stdio(&DemoServer::stdio_argv());
-    let out = inspector(&gw.url(), "tools/call", &["--tool-name", "echo", "--tool-arg", "message=from-inspector"]);
+    let out = inspector(
+        &gw.url(),
+        "tools/call",
+        &[
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "message=from-inspector",
+        ],
+    );
     assert_eq!(out["content"][0]["text"], "from-inspector", "{out}");
     let list = inspector(&gw.url(), "tools/list", &[]);
-    assert!(list["tools"].as_array().is_some_and(|t| t.len() >= 5), "{list}");
+    assert!(
+        list["tools"].as_array().is_some_and(|t| t.len() >= 5),
+        "{list}"
+    );
 }
 
 #[test]
@@ -148,7 +219,12 @@ fn py_cancel_through_gateway_to_demo_stdio() {
     for mode in ["auto", "legacy"] {
         let out = py_client(mode, &gw.url(), "cancel", &[]);
         assert_eq!(out["cancelled"], true, "{mode}: {out}");
-        assert!(out["after"]["content"][0]["text"].as_str().is_some_and(|t| t.contains("after-cancel")), "{mode}: {out}");
+        assert!(
+            out["after"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("after-cancel")),
+            "{mode}: {out}"
+        );
     }
 }
 
@@ -173,9 +249,28 @@ fn py_both_eras_and_ts_to_python_sdk_server_http() {
 fn py_and_ts_to_everything_stdio() {
     let gw = gateway_stdio(&Everything::stdio_argv());
     // The gateway speaks 2026-07-28 to the client and bridges to the handshake.
-    same_through_gateway_at(py_client, "auto", &Everything::stdio_target(), &gw.url(), "everything", Some("2026-07-28"));
-    same_through_gateway(py_client, "legacy", &Everything::stdio_target(), &gw.url(), "everything");
-    same_through_gateway(ts_client, "legacy", &Everything::stdio_target(), &gw.url(), "everything");
+    same_through_gateway_at(
+        py_client,
+        "auto",
+        &Everything::stdio_target(),
+        &gw.url(),
+        "everything",
+        Some("2026-07-28"),
+    );
+    same_through_gateway(
+        py_client,
+        "legacy",
+        &Everything::stdio_target(),
+        &gw.url(),
+        "everything",
+    );
+    same_through_gateway(
+        ts_client,
+        "legacy",
+        &Everything::stdio_target(),
+        &gw.url(),
+        "everything",
+    );
 }
 
 #[test]
@@ -200,13 +295,25 @@ fn conformance_parity_with_everything_http() {
     let gw = gateway_http(&backend.url());
     let through_dir = TestDir::new("conformance-gateway");
     let through = conformance(&gw.url(), through_dir.path(), &[]);
-    let passing_directly: Vec<&String> = direct.iter().filter(|(_, s)| *s == "SUCCESS").map(|(k, _)| k).collect();
+    let passing_directly: Vec<&String> = direct
+        .iter()
+        .filter(|(_, s)| *s == "SUCCESS")
+        .map(|(k, _)| k)
+        .collect();
     assert!(passing_directly.len() >= 13, "baseline: {direct:#?}");
     // INFO is not a failure: the gateway may answer JSON where the server
     // streamed ("SSE streaming is optional" in server-sse-streams-functional).
     let broken: Vec<&&String> = passing_directly
         .iter()
-        .filter(|check| !matches!(through.get(**check).map(String::as_str), Some("SUCCESS" | "INFO")))
+        .filter(|check| {
+            !matches!(
+                through.get(**check).map(String::as_str),
+                Some("SUCCESS" | "INFO")
+            )
+        })
         .collect();
-    assert!(broken.is_empty(), "checks that pass directly but fail through the gateway: {broken:?}\n{through:#?}");
+    assert!(
+        broken.is_empty(),
+        "checks that pass directly but fail through the gateway: {broken:?}\n{through:#?}"
+    );
 }

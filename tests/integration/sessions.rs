@@ -24,7 +24,9 @@ fn demo_gateway(protocol: &str, listen_extra: &str) -> Gateway {
 }
 
 async fn call(session: &mut McpSession, tool: &str, args: Value) -> Value {
-    let rpc = session.request("tools/call", json!({"name": tool, "arguments": args})).await;
+    let rpc = session
+        .request("tools/call", json!({"name": tool, "arguments": args}))
+        .await;
     assert!(rpc.get("result").is_some(), "{tool}: {rpc}");
     rpc
 }
@@ -64,12 +66,22 @@ async fn get_stream_carries_list_changed_and_resumes_with_last_event_id() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut resumed = session.get_stream(Some(&first_id)).await;
         let (_, second_id) = next_method(&mut resumed, "notifications/tools/list_changed").await;
-        assert!(second_id.is_some() && second_id != Some(first_id.clone()), "{era}: {second_id:?}");
+        assert!(
+            second_id.is_some() && second_id != Some(first_id.clone()),
+            "{era}: {second_id:?}"
+        );
         let names: Vec<String> = session.request("tools/list", json!({})).await["result"]["tools"]
             .as_array()
-            .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
-        assert!(!names.contains(&"extra_tool".to_owned()), "{era}: toggled twice: {names:?}");
+        assert!(
+            !names.contains(&"extra_tool".to_owned()),
+            "{era}: toggled twice: {names:?}"
+        );
     }
 }
 
@@ -79,7 +91,9 @@ async fn resource_subscriptions_deliver_updates_in_both_eras() {
         let gw = demo_gateway(era, "");
         let mut session = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
         let mut stream = session.get_stream(None).await;
-        let rpc = session.request("resources/subscribe", json!({"uri": "demo://counter"})).await;
+        let rpc = session
+            .request("resources/subscribe", json!({"uri": "demo://counter"}))
+            .await;
         assert!(rpc.get("result").is_some(), "{era}: {rpc}");
         tokio::time::sleep(Duration::from_millis(300)).await;
         call(&mut session, "bump_counter", json!({})).await;
@@ -95,17 +109,55 @@ async fn stateless_listen_is_acknowledged_then_streams_in_both_eras() {
         let url = gw.url();
         let params = json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["demo://counter"]}});
         let headers = modern_headers("subscriptions/listen", &params);
-        let hr: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut stream = http::open_stream(&url, &hr, Some(&modern_body(json!("listen-1"), "subscriptions/listen", params))).await;
+        let hr: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut stream = http::open_stream(
+            &url,
+            &hr,
+            Some(&modern_body(
+                json!("listen-1"),
+                "subscriptions/listen",
+                params,
+            )),
+        )
+        .await;
         assert_eq!(stream.status, 200, "{era}");
-        let first = stream.next_message(WAIT).await.unwrap_or_else(|| panic!("{era}: no acknowledgement"));
-        assert_eq!(first["method"], "notifications/subscriptions/acknowledged", "{era}: {first}");
-        assert_eq!(first["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{era}");
-        let r = modern_request(&url, 2, "tools/call", json!({"name": "toggle_extra_tool", "arguments": {}}), &[]).await;
+        let first = stream
+            .next_message(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{era}: no acknowledgement"));
+        assert_eq!(
+            first["method"], "notifications/subscriptions/acknowledged",
+            "{era}: {first}"
+        );
+        assert_eq!(
+            first["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1",
+            "{era}"
+        );
+        let r = modern_request(
+            &url,
+            2,
+            "tools/call",
+            json!({"name": "toggle_extra_tool", "arguments": {}}),
+            &[],
+        )
+        .await;
         assert_eq!(r.status, 200, "{era}: {r:?}");
         let (msg, _) = next_method(&mut stream, "notifications/tools/list_changed").await;
-        assert_eq!(msg["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1", "{era}: {msg}");
-        let r = modern_request(&url, 3, "tools/call", json!({"name": "bump_counter", "arguments": {}}), &[]).await;
+        assert_eq!(
+            msg["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1",
+            "{era}: {msg}"
+        );
+        let r = modern_request(
+            &url,
+            3,
+            "tools/call",
+            json!({"name": "bump_counter", "arguments": {}}),
+            &[],
+        )
+        .await;
         assert_eq!(r.status, 200, "{era}: {r:?}");
         let (msg, _) = next_method(&mut stream, "notifications/resources/updated").await;
         assert_eq!(msg["params"]["uri"], "demo://counter", "{era}");
@@ -118,7 +170,11 @@ async fn idle_streams_get_keepalive_comments() {
     let session = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
     let mut stream = session.get_stream(None).await;
     let _ = stream.try_next_event(Duration::from_millis(2500)).await;
-    assert!(stream.comments() >= 2, "keep-alives seen: {}", stream.comments());
+    assert!(
+        stream.comments() >= 2,
+        "keep-alives seen: {}",
+        stream.comments()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,17 +183,31 @@ async fn sigterm_drains_in_flight_calls_then_exits_zero() {
     let url = gw.url();
     let mut session = McpSession::initialize(&url, "2025-11-25", &[]).await;
     let slow = tokio::spawn(async move {
-        session.request("tools/call", json!({"name": "slow_count", "arguments": {"steps": 5, "delay_ms": 200}})).await
+        session
+            .request(
+                "tools/call",
+                json!({"name": "slow_count", "arguments": {"steps": 5, "delay_ms": 200}}),
+            )
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = gw.pid();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     assert!(status.is_ok_and(|s| s.success()));
-    let rpc = tokio::time::timeout(WAIT, slow).await.expect("drained in time").expect("task");
+    let rpc = tokio::time::timeout(WAIT, slow)
+        .await
+        .expect("drained in time")
+        .expect("task");
     assert_eq!(rpc["result"]["content"][0]["text"], "counted to 5", "{rpc}");
     let deadline = std::time::Instant::now() + WAIT;
     while gw.is_running() {
-        assert!(std::time::Instant::now() < deadline, "gateway did not exit:\n{}", gw.stderr());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not exit:\n{}",
+            gw.stderr()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     gw.wait_for_log(WAIT, |l| l["fields"]["message"] == "stopped");
