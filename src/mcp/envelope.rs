@@ -64,7 +64,9 @@ impl EnvelopeError {
 struct Wire<'a> {
     #[serde(borrow, default)]
     jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// `Some` whenever the key is present, `null` included (an id of null
+    /// is invalid in MCP, unlike an absent id).
+    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
     #[serde(default)]
     method: Option<String>,
@@ -74,6 +76,10 @@ struct Wire<'a> {
     result: Option<Box<RawValue>>,
     #[serde(default)]
     error: Option<Box<RawValue>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Serialize)]
@@ -112,6 +118,8 @@ impl Envelope {
         }
         let id = match wire.id {
             None => None,
+            // An error answering something unreadable carries `"id": null`.
+            Some(raw) if raw.get() == "null" && wire.method.is_none() && wire.error.is_some() => None,
             Some(raw) => Some(
                 serde_json::from_str::<JsonRpcId>(raw.get())
                     .map_err(|_| EnvelopeError::Invalid("id must be a string or an integer"))?,
