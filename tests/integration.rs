@@ -15,3 +15,6 @@ mod sessions;
 
 #[path = "integration/interop_gateway.rs"]
 mod interop_gateway;
+
+#[path = "integration/cli.rs"]
+mod cli;
