@@ -26,7 +26,9 @@ struct Series {
 
 #[derive(Default)]
 pub struct Metrics {
-    series: Mutex<BTreeMap<(String, String), Arc<Series>>>,
+    /// method → backend → series; looked up by `&str`, so the hot path
+    /// allocates only the first time a pair is seen.
+    series: Mutex<BTreeMap<String, BTreeMap<String, Arc<Series>>>>,
     pub sessions_opened: AtomicU64,
     pub sessions_active: AtomicU64,
     pub backend_errors: AtomicU64,
@@ -38,9 +40,14 @@ impl Metrics {
             let Ok(mut map) = self.series.lock() else {
                 return;
             };
-            map.entry((method.to_owned(), backend.to_owned()))
-                .or_default()
-                .clone()
+            let by_backend = match map.get_mut(method) {
+                Some(b) => b,
+                None => map.entry(method.to_owned()).or_default(),
+            };
+            match by_backend.get(backend) {
+                Some(s) => s.clone(),
+                None => by_backend.entry(backend.to_owned()).or_default().clone(),
+            }
         };
         if ok {
             series.ok.fetch_add(1, Ordering::Relaxed);
@@ -65,7 +72,13 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let map: Vec<((String, String), Arc<Series>)> = match self.series.lock() {
-            Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Ok(m) => m
+                .iter()
+                .flat_map(|(method, b)| {
+                    b.iter()
+                        .map(move |(backend, s)| ((method.clone(), backend.clone()), s.clone()))
+                })
+                .collect(),
             Err(_) => Vec::new(),
         };
         out.push_str(

@@ -312,12 +312,21 @@ fn with_param_headers(
     inner: &Inner,
     env: &Envelope,
 ) -> reqwest::RequestBuilder {
-    let params = crate::mcp::meta::params_object(env.params.as_deref());
-    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else {
+    let Some(name) = env
+        .params
+        .as_deref()
+        .and_then(|p| mcp::ParamsProbe::parse(p).name)
+    else {
         return req;
     };
+    // Most tools declare nothing: then the arguments are never parsed.
+    let declared = inner.tool_headers.get(&name);
+    if declared.is_empty() {
+        return req;
+    }
+    let params = crate::mcp::meta::params_object(env.params.as_deref());
     let arguments = params.get("arguments");
-    for d in inner.tool_headers.get(name) {
+    for d in declared {
         if let Some(text) = arguments
             .and_then(|a| a.get(&d.property))
             .and_then(super::params::header_text)

@@ -119,7 +119,9 @@ impl Envelope {
         let id = match wire.id {
             None => None,
             // An error answering something unreadable carries `"id": null`.
-            Some(raw) if raw.get() == "null" && wire.method.is_none() && wire.error.is_some() => None,
+            Some(raw) if raw.get() == "null" && wire.method.is_none() && wire.error.is_some() => {
+                None
+            }
             Some(raw) => Some(
                 serde_json::from_str::<JsonRpcId>(raw.get())
                     .map_err(|_| EnvelopeError::Invalid("id must be a string or an integer"))?,

@@ -29,7 +29,10 @@ fn envelopes() {
         r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}"#,
         Ok(Kind::Response),
     );
-    check_envelope(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#, Ok(Kind::Response));
+    check_envelope(
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
+        Ok(Kind::Response),
+    );
     check_envelope(r#"{"jsonrpc":"2.0","id":1,"#, Err(code::PARSE_ERROR));
     check_envelope(r#"nope"#, Err(code::PARSE_ERROR));
     check_envelope(
