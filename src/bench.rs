@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Extra request header `K: V` on every request, repeatable (e.g.
+    /// `Authorization: Bearer …` against a gateway with auth on).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
 }
 
 /// What one worker measured.
@@ -59,6 +63,9 @@ pub struct BenchArgs {
 struct WorkerResult {
     latencies_us: Vec<u64>,
     errors: u64,
+    /// Every call that completed, warmup and overrun included, to divide
+    /// the CPU time of the processes under test by.
+    calls_total: u64,
     first_error: Option<String>,
 }
 
@@ -106,7 +113,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         });
     }
 
+    let mut default_headers = HeaderMap::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?}: expected K: V"))?;
+        default_headers.append(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("--header {h:?}: bad name"))?,
+            HeaderValue::from_str(value.trim())
+                .with_context(|| format!("--header {h:?}: bad value"))?,
+        );
+    }
     let client = reqwest::Client::builder()
+        .default_headers(default_headers)
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
@@ -143,18 +163,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let mut latencies_us = Vec::new();
     let mut errors = 0u64;
+    let mut calls_total = 0u64;
     let mut first_error = None;
     for handle in workers {
         let result = handle.await.context("a bench worker panicked")?;
         latencies_us.extend(result.latencies_us);
         errors += result.errors;
+        calls_total += result.calls_total;
         if first_error.is_none() {
             first_error = result.first_error;
         }
     }
     latencies_us.sort_unstable();
 
-    let summary = Summary::new(&args, &latencies_us, errors);
+    let summary = Summary::new(&args, &latencies_us, errors, calls_total);
     if args.json {
         println!("{}", summary.to_json());
     } else {
@@ -257,6 +279,7 @@ async fn worker(plan: Arc<Plan>, index: u64, session_id: Option<HeaderValue>) ->
         );
         let outcome = call(&plan, &headers, body, id).await;
         let finished = Instant::now();
+        result.calls_total += 1;
         // Only calls that complete inside the measured window count, so the
         // warmup and calls cut off at the end are excluded alike.
         if finished < plan.measure_from || finished > plan.measure_until {
@@ -371,6 +394,7 @@ struct Summary {
     duration_s: f64,
     requests: u64,
     errors: u64,
+    calls_total: u64,
     rps: f64,
     mean_ms: f64,
     p50_ms: f64,
@@ -380,7 +404,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn new(args: &BenchArgs, sorted_us: &[u64], errors: u64) -> Summary {
+    fn new(args: &BenchArgs, sorted_us: &[u64], errors: u64, calls_total: u64) -> Summary {
         let requests = sorted_us.len() as u64;
         let mean_ms = if sorted_us.is_empty() {
             0.0
@@ -394,6 +418,7 @@ impl Summary {
             duration_s: args.duration_s,
             requests,
             errors,
+            calls_total,
             rps: requests as f64 / args.duration_s,
             mean_ms,
             p50_ms: percentile_ms(sorted_us, 50.0),
@@ -433,6 +458,7 @@ impl Summary {
             "duration_s": self.duration_s,
             "requests": self.requests,
             "errors": self.errors,
+            "calls_total": self.calls_total,
             "rps": round3(self.rps),
             "mean_ms": round3(self.mean_ms),
             "p50_ms": round3(self.p50_ms),

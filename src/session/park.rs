@@ -145,9 +145,17 @@ async fn drive(
         reason: "call ended".into(),
     };
     loop {
+        // Events first: what the server sent before its response must reach
+        // the client before the response does.
         let msg = tokio::select! {
-            r = &mut done => return r.unwrap_or_else(|_| Err(backend_gone())),
+            biased;
             m = events.recv() => m,
+            r = &mut done => {
+                while let Ok(ClientBound::Notification { method, params }) = events.try_recv() {
+                    let _ = out.send(Envelope::notification(method, params)).await;
+                }
+                return r.unwrap_or_else(|_| Err(backend_gone()));
+            }
         };
         let Some(msg) = msg else {
             return (&mut done).await.unwrap_or_else(|_| Err(backend_gone()));
