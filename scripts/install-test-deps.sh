@@ -9,7 +9,12 @@
 #
 #   .venv/                       PyPI `mcp` (tests/interop/requirements.txt):
 #                                py_client.py, py_demo_server.py
-#   tests/interop/node_modules   TS SDK v1 + server-everything (Node 20)
+#   .venv-ws/                    PyPI `mcp[ws]==1.30.0` (tests/interop/requirements-ws.txt):
+#                                the last Python SDK with a WebSocket client and server
+#                                (py_ws_server.py, py_ws_client.py); its own venv, since
+#                                2.x removed them
+#   tests/interop/node_modules   TS SDK v1 + server-everything (Node 20), oidc-provider
+#                                (oidc_provider.mjs, run with node22: the auth tests' IdP)
 #   tests/interop/node22/...     Node 22 + conformance + Inspector, see below
 #
 # Why tests/interop/node22 instead of `npx -y -p node@22 -p PKG`: the
@@ -36,6 +41,9 @@ log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 apt_packages=()
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   apt_packages+=(python3-venv) # Debian's python3 ships venv without ensurepip
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+  apt_packages+=(openssl) # the auth tests generate their signing keys with it
 fi
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -65,6 +73,21 @@ else
   python3 -m venv .venv
   .venv/bin/python -m pip install --disable-pip-version-check --quiet -r "$interop/requirements.txt"
   echo "$py_want" >"$py_stamp"
+fi
+
+# --- Python venv for WebSocket (mcp 1.x) -------------------------------------------
+# One venv for every WebSocket counterpart (client and server): `mcp` 2.x, in
+# .venv, no longer has them.
+ws_stamp=.venv-ws/.requirements.sha256
+ws_want=$( (python3 --version; cat "$interop/requirements-ws.txt") | sha256sum | cut -d' ' -f1)
+if [ -x .venv-ws/bin/python ] && [ "$(cat "$ws_stamp" 2>/dev/null)" = "$ws_want" ]; then
+  log ".venv-ws up to date"
+else
+  log "creating .venv-ws from $interop/requirements-ws.txt"
+  rm -rf .venv-ws
+  python3 -m venv .venv-ws
+  .venv-ws/bin/python -m pip install --disable-pip-version-check --quiet -r "$interop/requirements-ws.txt"
+  echo "$ws_want" >"$ws_stamp"
 fi
 
 # --- npm packages ------------------------------------------------------------------

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use mcp_gateway::config::{self, Config};
 use mcp_gateway::session::Gateway;
 use mcp_gateway::telemetry::{self, LogFormat};
-use mcp_gateway::{admin, bench, demo, frontend};
+use mcp_gateway::{admin, auth, bench, demo, frontend};
+
+mod token;
 
 #[derive(Parser)]
 #[command(name = "mcp-gateway", version, about = "An MCP-aware gateway")]
@@ -51,6 +53,18 @@ enum Command {
     },
     /// MCP-aware load generator: N sessions calling a tool for a fixed time.
     Bench(bench::BenchArgs),
+    /// Development helpers for tokens and keys.
+    #[command(subcommand)]
+    Token(Box<TokenCommand>),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint a JWT (HS256 secret or PEM private key) and print it.
+    Mint(Box<token::MintArgs>),
+    /// Print the public JWKS of PEM private keys (for `auth.jwks_file`, or
+    /// to check a `mint_token` key).
+    Jwks(token::JwksArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +95,10 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Token(command) => match *command {
+            TokenCommand::Mint(args) => token::mint(&args),
+            TokenCommand::Jwks(args) => token::jwks(&args),
+        },
     }
 }
 
@@ -136,6 +154,12 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let gw = Gateway::new(config.clone(), shutdown.clone());
+    if let Some(error) = gw.auth.startup_error() {
+        // Serving without the revocation list would forget revocations.
+        anyhow::bail!("cannot load the revocation list: {error}");
+    }
+    gw.auth.spawn_background(shutdown.clone());
+    tokio::spawn(auth::watcher::run(gw.clone()));
     tokio::spawn(gw.clone().reap_idle());
     // Readiness: reach every backend once in the background.
     for backend in gw.router.backends().to_vec() {

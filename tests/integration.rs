@@ -18,3 +18,12 @@ mod interop_gateway;
 
 #[path = "integration/cli.rs"]
 mod cli;
+
+#[path = "integration/backends.rs"]
+mod backends;
+
+#[path = "integration/front_doors.rs"]
+mod front_doors;
+
+#[path = "integration/auth.rs"]
+mod auth;

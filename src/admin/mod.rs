@@ -1,15 +1,21 @@
 //! admin: the operator's listener. `/healthz` (the process serves),
 //! `/readyz` (every configured backend has been reached once), `/metrics`
-//! (Prometheus text). Never on the client listener.
+//! (Prometheus text), `/admin/revocations` (revoke credentials by `jti`,
+//! `sub`, `client_id` or `tenant`; open streams end at once), and the
+//! gateway's JWKS at `/.well-known/jwks.json`. Never on the client listener.
+//! With `[admin] token_env`, everything but health, readiness and the JWKS
+//! needs `Authorization: Bearer <token>` (config refuses a non-loopback
+//! admin address without one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 
 use crate::session::Gateway;
 
@@ -18,6 +24,15 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/admin/revocations",
+            get(list_revocations).post(add_revocation),
+        )
+        .route("/admin/revocations/{id}", delete(lift_revocation))
+        .route(
+            crate::frontend::auth::JWKS_PATH,
+            get(crate::frontend::auth::gateway_jwks),
+        )
         .with_state(gw)
 }
 
@@ -89,6 +104,74 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             .collect::<String>()
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn list_revocations(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !authorized(&gw, &headers) {
+        return unauthorized();
+    }
+    let list: Vec<serde_json::Value> = gw
+        .auth
+        .revocations
+        .list()
+        .iter()
+        .map(|r| r.to_json())
+        .collect();
+    Json(serde_json::json!({ "revocations": list })).into_response()
+}
+
+/// `POST /admin/revocations` `{"jti"|"sub"|"client_id"|"tenant": "…",
+/// "until": "<RFC 3339>"?}` → 201 with the stored entry.
+async fn add_revocation(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&gw, &headers) {
+        return unauthorized();
+    }
+    let body: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    match gw.auth.revocations.add(&body) {
+        Ok(entry) => {
+            tracing::info!(id = %entry.id, by = %entry.by, "credentials revoked");
+            (StatusCode::CREATED, Json(entry.to_json())).into_response()
+        }
+        Err(crate::auth::revocation::StoreError::Invalid(e)) => {
+            json_error(StatusCode::BAD_REQUEST, &e)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "revocation not stored");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
+}
+
+async fn lift_revocation(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&gw, &headers) {
+        return unauthorized();
+    }
+    match gw.auth.revocations.remove(&id) {
+        Ok(true) => {
+            tracing::info!(id = %id, "revocation lifted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => json_error(StatusCode::NOT_FOUND, "no revocation with this id"),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation not lifted");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
 }
 
 /// Binds nothing itself: `serve` binds and passes the listener, so the

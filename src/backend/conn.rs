@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::http::HttpLink;
+use super::sse::SseLink;
 use super::stdio::StdioLink;
+use super::ws::WsLink;
 use super::{Backend, BackendError, ClientBound, ConnectParams, ServerFacts, Sink};
 use crate::config::BackendTransport;
 use crate::mcp::envelope::{error_object, to_raw};
@@ -27,6 +29,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) enum Link {
     Stdio(StdioLink),
     Http(HttpLink),
+    Sse(SseLink),
+    WebSocket(WsLink),
 }
 
 /// A cheap handle on a live connection.
@@ -40,7 +44,7 @@ pub(super) struct Inner {
     timeout: Duration,
     pub(super) link: Link,
     facts: OnceLock<ServerFacts>,
-    params: ConnectParams,
+    pub(super) params: ConnectParams,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
     /// Backend-side progress token → (the caller's token, its sink).
@@ -50,6 +54,8 @@ pub(super) struct Inner {
     next_attach: AtomicU64,
     pub(super) closed: CancellationToken,
     pub(super) tool_headers: Arc<super::params::ToolHeaders>,
+    /// `"_meta":{…}` of the 2026-07-28 envelope for this client, as text.
+    envelope_meta: OnceLock<String>,
 }
 
 struct Pending {
@@ -113,8 +119,61 @@ pub(super) async fn open(
                 backend.tool_headers.clone(),
             ))
         }
+        BackendTransport::Sse { url, headers } => {
+            let authorization = params.credentials.authorization();
+            let opened = super::sse::open(&backend.http, url, headers, authorization, timeout)
+                .await
+                .map_err(|reason| backend.unavailable(reason))?;
+            let closed = backend.shutdown.child_token();
+            Arc::new_cyclic(|weak: &Weak<Inner>| {
+                let link = super::sse::start(
+                    opened,
+                    backend.http.clone(),
+                    headers.clone(),
+                    timeout,
+                    name.clone(),
+                    weak.clone(),
+                    closed.clone(),
+                );
+                Inner::new(
+                    name.clone(),
+                    timeout,
+                    Link::Sse(link),
+                    params.clone(),
+                    closed,
+                    backend.tool_headers.clone(),
+                )
+            })
+        }
+        BackendTransport::WebSocket { url, headers, ping } => {
+            let authorization = params.credentials.authorization();
+            let socket = super::ws::open(url, headers, authorization, timeout)
+                .await
+                .map_err(|reason| backend.unavailable(reason))?;
+            let closed = backend.shutdown.child_token();
+            Arc::new_cyclic(|weak: &Weak<Inner>| {
+                let link =
+                    super::ws::start(socket, name.clone(), weak.clone(), closed.clone(), *ping);
+                Inner::new(
+                    name.clone(),
+                    timeout,
+                    Link::WebSocket(link),
+                    params.clone(),
+                    closed,
+                    backend.tool_headers.clone(),
+                )
+            })
+        }
     };
     let conn = Connection { inner };
+    // Legacy HTTP+SSE servers predate `server/discover`: the transport
+    // itself says handshake era (unless a revision is configured).
+    let known_era = known_era.or(match &backend.config.transport {
+        BackendTransport::Sse { .. } => Some(Era::Handshake),
+        BackendTransport::Stdio { .. }
+        | BackendTransport::StreamableHttp { .. }
+        | BackendTransport::WebSocket { .. } => None,
+    });
     let facts = match known_era {
         Some(Era::Stateless) => conn.discover(timeout).await?,
         Some(Era::Handshake) => conn.initialize().await?,
@@ -160,6 +219,7 @@ impl Inner {
             next_attach: AtomicU64::new(1),
             closed,
             tool_headers,
+            envelope_meta: OnceLock::new(),
         }
     }
 
@@ -371,6 +431,11 @@ impl Inner {
                 .await
                 .map_err(|_| self.unavailable("process exited")),
             Link::Http(link) => link.post_message(self, env).await,
+            Link::Sse(link) => link.post(self, env.to_json()).await,
+            Link::WebSocket(link) => link
+                .send(env.to_json())
+                .await
+                .map_err(|_| self.unavailable("connection closed")),
         }
     }
 }
@@ -419,6 +484,40 @@ impl Drop for CancelGuard {
                 .await;
         });
     }
+}
+
+/// Removes the 2026-07-28 envelope keys from `params._meta` (the object
+/// is only rebuilt when one is there).
+fn without_envelope_meta(params: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+    let has_envelope = params
+        .as_deref()
+        .map(mcp::ParamsProbe::parse)
+        .and_then(|p| p.meta)
+        .is_some_and(|m| {
+            m.protocol_version.is_some()
+                || m.client_info.is_some()
+                || m.client_capabilities.is_some()
+        });
+    let has_log_level = params
+        .as_deref()
+        .is_some_and(|p| p.get().contains(mcp::META_LOG_LEVEL));
+    if !has_envelope && !has_log_level {
+        return params;
+    }
+    Some(edit_params(params.as_deref(), |obj| {
+        let meta = meta_mut(obj);
+        for key in [
+            mcp::META_PROTOCOL_VERSION,
+            mcp::META_CLIENT_INFO,
+            mcp::META_CLIENT_CAPABILITIES,
+            mcp::META_LOG_LEVEL,
+        ] {
+            meta.remove(key);
+        }
+        if meta.is_empty() {
+            obj.remove("_meta");
+        }
+    }))
 }
 
 impl Connection {
@@ -531,6 +630,18 @@ impl Connection {
                         .map_err(|_| self.inner.unavailable("connection closed"))
                 }
                 Link::Http(link) => link.request(&self.inner, id, &env, rx).await,
+                Link::Sse(link) => {
+                    link.post(&self.inner, env.to_json()).await?;
+                    rx.await
+                        .map_err(|_| self.inner.unavailable("connection closed"))
+                }
+                Link::WebSocket(link) => {
+                    link.send(env.to_json())
+                        .await
+                        .map_err(|_| self.inner.unavailable("connection closed"))?;
+                    rx.await
+                        .map_err(|_| self.inner.unavailable("connection closed"))
+                }
             }
         };
         let result = match timeout
@@ -559,13 +670,51 @@ impl Connection {
 
     /// For a stateless backend, every request carries the 2026-07-28
     /// envelope in `_meta`; the client's own values win when it sent them.
+    /// A handshake-era backend never sees that envelope (a stateless
+    /// client's request is bridged): dual-era servers such as the Python SDK
+    /// refuse enveloped requests on a handshake connection.
     fn with_envelope_meta(
         &self,
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Option<Box<RawValue>> {
+        if self.inner.era() == Some(Era::Handshake) {
+            return without_envelope_meta(params);
+        }
         if self.inner.era() != Some(Era::Stateless) || method == "notifications/cancelled" {
             return params;
+        }
+        // Fast path, the common case of a handshake-era client: params
+        // without any `_meta` get the envelope spliced in as text, so the
+        // arguments are never parsed into a tree and written back.
+        let text = params
+            .as_deref()
+            .map(RawValue::get)
+            .unwrap_or("{}")
+            .trim_start();
+        if !text.contains("\"_meta\"")
+            && let Some(rest) = text.strip_prefix('{')
+        {
+            let meta = self.inner.envelope_meta.get_or_init(|| {
+                let p = &self.inner.params;
+                format!(
+                    "\"_meta\":{{\"{}\":\"{}\",\"{}\":{},\"{}\":{}}}",
+                    mcp::META_PROTOCOL_VERSION,
+                    mcp::V2026,
+                    mcp::META_CLIENT_INFO,
+                    p.client_info.get(),
+                    mcp::META_CLIENT_CAPABILITIES,
+                    p.client_capabilities.get()
+                )
+            });
+            let spliced = if rest.trim_start().starts_with('}') {
+                format!("{{{meta}}}")
+            } else {
+                format!("{{{meta},{rest}")
+            };
+            if let Ok(raw) = RawValue::from_string(spliced) {
+                return Some(raw);
+            }
         }
         let has_version = params
             .as_deref()

@@ -18,6 +18,7 @@ use crate::mcp::{self, Envelope, Era, ResponsePayload};
 pub(super) struct HttpLink {
     client: reqwest::Client,
     url: String,
+    parsed: Option<reqwest::Url>,
     headers: Vec<(String, String)>,
     session_id: Mutex<Option<String>>,
 }
@@ -30,9 +31,19 @@ impl HttpLink {
     ) -> HttpLink {
         HttpLink {
             client,
+            parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
             session_id: Mutex::new(None),
+        }
+    }
+
+    /// A POST to the backend. The URL is parsed once: reqwest would parse
+    /// (and IDNA-map) a string on every request.
+    fn post_to_backend(&self) -> reqwest::RequestBuilder {
+        match &self.parsed {
+            Some(url) => self.client.post(url.clone()),
+            None => self.client.post(&self.url),
         }
     }
 
@@ -42,12 +53,15 @@ impl HttpLink {
 
     fn post(&self, inner: &Inner, env: &Envelope) -> reqwest::RequestBuilder {
         let mut req = self
-            .client
-            .post(&self.url)
+            .post_to_backend()
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream");
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
+        }
+        // The backend's own token (`mint_token`), never the client's.
+        if let Some(authorization) = inner.params.credentials.authorization() {
+            req = req.header(http::header::AUTHORIZATION, authorization);
         }
         let method = env.method.as_deref().unwrap_or("");
         let stateless = inner.era() == Some(Era::Stateless)
@@ -225,6 +239,9 @@ impl HttpLink {
                 for (k, v) in &headers {
                     req = req.header(k.as_str(), v.as_str());
                 }
+                if let Some(authorization) = strong.params.credentials.authorization() {
+                    req = req.header(http::header::AUTHORIZATION, authorization);
+                }
                 if let Some(id) = &last_event_id {
                     req = req.header("last-event-id", id);
                 }
@@ -359,7 +376,7 @@ pub(crate) fn encode_header_value(value: &str) -> String {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

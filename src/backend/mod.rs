@@ -1,4 +1,5 @@
-//! backend: a connection to one MCP server over stdio or Streamable HTTP.
+//! backend: a connection to one MCP server over stdio, Streamable HTTP,
+//! legacy HTTP+SSE or WebSocket.
 //! In: requests and notifications from the session engine. Out: responses,
 //! and the server's own messages (`ClientBound`) delivered to the sink of the
 //! call they belong to or to every attached session.
@@ -10,9 +11,12 @@
 //! a client's credentials.
 
 mod conn;
+pub mod credentials;
 mod http;
 pub mod params;
+mod sse;
 mod stdio;
+mod ws;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,6 +81,9 @@ pub struct ConnectParams {
     pub client_version: String,
     pub client_info: Box<RawValue>,
     pub client_capabilities: Box<RawValue>,
+    /// The caller the connection speaks for; `Backend` binds it to the
+    /// backend's `mint_token` (transports call `authorization()`).
+    pub credentials: credentials::Credentials,
 }
 
 impl ConnectParams {
@@ -94,6 +101,7 @@ impl ConnectParams {
                 "elicitation": {},
                 "roots": {"listChanged": true},
             })),
+            credentials: credentials::Credentials::default(),
         }
     }
 }
@@ -120,6 +128,8 @@ pub struct Backend {
     shutdown: CancellationToken,
     /// `x-mcp-header` declarations learned from this backend's tools/list.
     pub tool_headers: Arc<params::ToolHeaders>,
+    /// Signs per-caller tokens (`mint_token`).
+    pub minter: Option<Arc<credentials::Minter>>,
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +163,12 @@ impl Backend {
             ProtocolPreference::Fixed(v) if v == crate::mcp::V2026 => Some(Era::Stateless),
             ProtocolPreference::Fixed(_) => Some(Era::Handshake),
         };
+        let minter = config
+            .mint_token
+            .as_ref()
+            .and_then(|m| credentials::Minter::new(config.name.as_str(), m));
         Arc::new(Backend {
+            minter,
             config,
             http,
             era: std::sync::Mutex::new(era),
@@ -219,7 +234,9 @@ impl Backend {
             tokio::time::sleep(delay).await;
         }
         let known_era = self.era.lock().ok().and_then(|e| *e);
-        let result = conn::open(self, params, known_era).await;
+        let mut params = params.clone();
+        params.credentials = params.credentials.bind(self.minter.as_ref());
+        let result = conn::open(self, &params, known_era).await;
         if let Ok(mut b) = self.backoff.lock() {
             match &result {
                 Ok(_) => *b = Backoff::default(),

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use super::check::{join_index, join_key};
 use super::model::{
-    AdminConfig, AuthConfig, AuthMode, BackendConfig, BackendName, BackendTransport, Config,
-    Isolation, LimitsConfig, ListenConfig, ProtocolPreference,
+    AdminConfig, BackendConfig, BackendName, BackendTransport, Config, Isolation, LimitsConfig,
+    ListenConfig, ProtocolPreference,
 };
 use super::raw::{
-    RawAdmin, RawAuth, RawAuthMode, RawBackend, RawConfig, RawIsolation, RawLimits, RawListen,
-    RawTransport,
+    RawAdmin, RawBackend, RawConfig, RawIsolation, RawLimits, RawListen, RawTransport,
 };
 
 /// Headers the gateway sets itself on backend requests.
@@ -26,7 +25,12 @@ const RESERVED_HEADERS: &[&str] = &[
     "last-event-id",
     "mcp-protocol-version",
     "mcp-session-id",
+    "sec-websocket-extensions",
+    "sec-websocket-key",
+    "sec-websocket-protocol",
+    "sec-websocket-version",
     "transfer-encoding",
+    "upgrade",
 ];
 
 pub(crate) struct Converter<'a> {
@@ -39,7 +43,7 @@ pub(crate) struct Converter<'a> {
 }
 
 impl Converter<'_> {
-    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         let consequence = self.reported.iter().any(|r| {
             r.strip_prefix(path.as_str())
@@ -107,18 +111,12 @@ impl Converter<'_> {
             admin_addr,
             allowed_origins,
             sse_keepalive: Duration::from_secs(raw.sse_keepalive_s),
+            ws_ping: Duration::from_secs(raw.ws_ping_s),
             drain: Duration::from_secs(raw.drain_s),
         }
     }
 
-    fn auth(&mut self, raw: RawAuth) -> AuthConfig {
-        let mode = match raw.mode {
-            RawAuthMode::None => AuthMode::None,
-        };
-        AuthConfig { mode }
-    }
-
-    fn count(&mut self, path: &str, value: u64) -> usize {
+    pub(super) fn count(&mut self, path: &str, value: u64) -> usize {
         usize::try_from(value).unwrap_or_else(|_| {
             self.problem(path, format!("{value} is too large for this platform"));
             usize::MAX
@@ -128,6 +126,7 @@ impl Converter<'_> {
     fn limits(&mut self, raw: RawLimits) -> LimitsConfig {
         LimitsConfig {
             max_body_bytes: self.count("limits.max_body_bytes", raw.max_body_bytes),
+            max_message_bytes: self.count("limits.max_message_bytes", raw.max_message_bytes),
             max_sessions_per_principal: self.count(
                 "limits.max_sessions_per_principal",
                 raw.max_sessions_per_principal,
@@ -162,7 +161,7 @@ impl Converter<'_> {
 
     /// Resolves a `*_env` key: the value of the environment variable it
     /// names, which must be set and non-empty.
-    fn secret_env(&mut self, path: &str, name: &str) -> Option<String> {
+    pub(super) fn secret_env(&mut self, path: &str, name: &str) -> Option<String> {
         if name.is_empty() {
             self.problem(path, "must name an environment variable");
             return None;
@@ -215,7 +214,11 @@ impl Converter<'_> {
         let transport = match raw.transport? {
             RawTransport::Stdio => self.stdio(path, &raw),
             RawTransport::StreamableHttp => self.streamable_http(path, &raw),
+            RawTransport::Sse => self.sse(path, &raw),
+            RawTransport::Websocket => self.websocket(path, &raw),
         };
+        let mint_token = self.mint_token(path, &raw);
+        let required_scopes = self.scopes(&join_key(path, "required_scopes"), &raw.required_scopes);
         let protocol = match raw.protocol.revision() {
             None => ProtocolPreference::Auto,
             Some(revision) => ProtocolPreference::Fixed(revision.to_owned()),
@@ -225,7 +228,18 @@ impl Converter<'_> {
             transport: transport?,
             protocol,
             timeout: Duration::from_secs(raw.timeout_s),
+            mint_token,
+            required_scopes,
         })
+    }
+
+    fn not_for(&mut self, path: &str, key: &str, present: bool, transport: &str) {
+        if present {
+            self.problem(
+                join_key(path, key),
+                format!("not allowed with transport = {transport:?}"),
+            );
+        }
     }
 
     fn only_for(&mut self, path: &str, key: &str, present: bool, transport: &str) {
@@ -238,8 +252,9 @@ impl Converter<'_> {
     }
 
     fn stdio(&mut self, path: &str, raw: &RawBackend) -> Option<BackendTransport> {
-        self.only_for(path, "url", raw.url.is_some(), "streamable_http");
-        self.only_for(path, "headers", raw.headers.is_some(), "streamable_http");
+        self.not_for(path, "url", raw.url.is_some(), "stdio");
+        self.not_for(path, "headers", raw.headers.is_some(), "stdio");
+        self.only_for(path, "ping_s", raw.ping_s.is_some(), "websocket");
         let command = match &raw.command {
             None => {
                 self.problem(
@@ -303,6 +318,40 @@ impl Converter<'_> {
     }
 
     fn streamable_http(&mut self, path: &str, raw: &RawBackend) -> Option<BackendTransport> {
+        let (url, headers) = self.remote(path, raw, "streamable_http", check_url);
+        Some(BackendTransport::StreamableHttp {
+            url: url?,
+            headers: headers?,
+        })
+    }
+
+    fn sse(&mut self, path: &str, raw: &RawBackend) -> Option<BackendTransport> {
+        let (url, headers) = self.remote(path, raw, "sse", check_url);
+        Some(BackendTransport::Sse {
+            url: url?,
+            headers: headers?,
+        })
+    }
+
+    fn websocket(&mut self, path: &str, raw: &RawBackend) -> Option<BackendTransport> {
+        let (url, headers) = self.remote(path, raw, "websocket", check_ws_url);
+        // The structural check refuses 0 (schema minimum).
+        let ping_s = raw.ping_s.unwrap_or(30).max(1);
+        Some(BackendTransport::WebSocket {
+            url: url?,
+            headers: headers?,
+            ping: Duration::from_secs(ping_s),
+        })
+    }
+
+    /// The keys every transport that reaches a server by URL shares.
+    fn remote(
+        &mut self,
+        path: &str,
+        raw: &RawBackend,
+        transport: &str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> (Option<String>, Option<Vec<(String, String)>>) {
         for (key, present) in [
             ("command", raw.command.is_some()),
             ("env", raw.env.is_some()),
@@ -311,15 +360,18 @@ impl Converter<'_> {
         ] {
             self.only_for(path, key, present, "stdio");
         }
+        if transport != "websocket" {
+            self.only_for(path, "ping_s", raw.ping_s.is_some(), "websocket");
+        }
         let url = match &raw.url {
             None => {
                 self.problem(
                     join_key(path, "url"),
-                    "required with transport = \"streamable_http\"",
+                    format!("required with transport = {transport:?}"),
                 );
                 None
             }
-            Some(url) => match check_url(url) {
+            Some(url) => match check(url) {
                 Ok(()) => Some(url.clone()),
                 Err(message) => {
                     self.problem(join_key(path, "url"), message);
@@ -328,10 +380,7 @@ impl Converter<'_> {
             },
         };
         let headers = self.headers(&join_key(path, "headers"), raw.headers.as_ref());
-        Some(BackendTransport::StreamableHttp {
-            url: url?,
-            headers: headers?,
-        })
+        (url, headers)
     }
 
     fn headers(
@@ -453,9 +502,20 @@ fn is_env_name(name: &str) -> bool {
 }
 
 /// A backend URL: `http://` or `https://` with a host.
-fn check_url(url: &str) -> Result<(), String> {
+pub(super) fn check_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!("{url:?} must start with http:// or https://"));
+    }
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err(format!("{url:?} is not a valid URL")),
+    }
+}
+
+/// A WebSocket backend URL: `ws://` or `wss://` with a host.
+fn check_ws_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(format!("{url:?} must start with ws:// or wss://"));
     }
     match url.parse::<http::Uri>() {
         Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),

@@ -23,6 +23,7 @@
 pub mod model;
 pub use model::*;
 
+mod auth;
 mod check;
 mod convert;
 mod raw;
@@ -225,8 +226,15 @@ pub fn summary(cfg: &Config) -> String {
         "no token"
     };
     let _ = writeln!(out, "admin: {} ({admin})", listen.admin_addr);
-    let auth = match cfg.auth.mode {
-        AuthMode::None => "none (every client is anonymous)",
+    let auth = match (cfg.auth.mode, cfg.auth.api_keys.len()) {
+        (AuthMode::None, 0) => "none (every client is anonymous)".to_owned(),
+        (AuthMode::None, n) => format!("api keys only ({n})"),
+        (AuthMode::Jwt, n) => format!(
+            "jwt (issuer {}, {} api keys)",
+            cfg.auth.issuer.as_deref().unwrap_or("-"),
+            n
+        ),
+        (AuthMode::Introspection, n) => format!("introspection ({n} api keys)"),
     };
     let _ = writeln!(out, "auth: {auth}");
     let _ = writeln!(out, "backends: {}", cfg.backends.len());
@@ -257,6 +265,17 @@ pub fn summary(cfg: &Config) -> String {
                 out,
                 "  {}: streamable_http {url}, protocol {protocol}, timeout {timeout}s",
                 backend.name,
+            ),
+            BackendTransport::Sse { url, .. } => writeln!(
+                out,
+                "  {}: sse {url}, protocol {protocol}, timeout {timeout}s",
+                backend.name,
+            ),
+            BackendTransport::WebSocket { url, ping, .. } => writeln!(
+                out,
+                "  {}: websocket {url}, ping {}s, protocol {protocol}, timeout {timeout}s",
+                backend.name,
+                ping.as_secs(),
             ),
         };
     }

@@ -58,23 +58,146 @@ pub struct ListenConfig {
     pub allowed_origins: Vec<String>,
     /// Interval of `:` keep-alive comments on idle SSE streams.
     pub sse_keepalive: Duration,
+    /// Interval of WebSocket pings to clients; two silent intervals end
+    /// the connection.
+    pub ws_ping: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
+    /// No bearer tokens: anonymous callers, or API keys only when any are
+    /// configured.
     None,
+    /// Signed JWTs verified against JWKS / discovery / an HS256 secret.
+    Jwt,
+    /// Opaque tokens checked with the issuer (RFC 7662).
+    Introspection,
+}
+
+/// A secret read from the environment or a key file: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where the JWT verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Only the HS256 secret (development).
+    None,
+    /// A JWKS file, re-read on an unknown `kid`.
+    File(std::path::PathBuf),
+    /// A JWKS URL, fetched and refreshed.
+    Uri(String),
+    /// The issuer's OIDC discovery document names the JWKS URL.
+    Discovery,
+}
+
+/// A JWS algorithm the gateway verifies. `none` is not one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+    HS256,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfig {
+    /// `None`: the issuer's discovery document names it.
+    pub url: Option<String>,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// How long an answer is reused (never beyond the token's `exp`).
+    pub cache: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyConfig {
+    /// Lowercase header name.
+    pub header: String,
+    /// The scheme before the key (`ApiKey`), compared case-insensitively.
+    pub scheme: Option<String>,
+    pub sha256: [u8; 32],
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub mode: AuthMode,
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (jwt, introspection); never empty in those modes.
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub hs256_secret: Option<Secret>,
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub leeway: Duration,
+    pub tenant_claim: String,
+    pub scope_claim: String,
+    pub max_delegation_depth: usize,
+    pub jwks_refresh: Duration,
+    pub jwks_min_refresh: Duration,
+    pub introspection: Option<IntrospectionConfig>,
+    pub cache_max_entries: usize,
+    pub max_token_bytes: usize,
+    pub required_scopes: Vec<String>,
+    pub scopes_supported: Option<Vec<String>>,
+    pub authorization_servers: Vec<String>,
+    /// Without a trailing slash.
+    pub public_url: Option<String>,
+    pub revocations_file: Option<std::path::PathBuf>,
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl AuthConfig {
+    /// Whether callers must prove who they are (a token mode or API keys).
+    pub fn enabled(&self) -> bool {
+        self.mode != AuthMode::None || !self.api_keys.is_empty()
+    }
+}
+
+/// `backends[].mint_token`: a JWT minted per caller for the backend.
+#[derive(Debug, Clone)]
+pub struct MintTokenConfig {
+    pub audience: String,
+    pub key_file: std::path::PathBuf,
+    /// The PEM text of the private key (validated at load).
+    pub key_pem: Secret,
+    pub ttl: Duration,
+    pub issuer: String,
+    pub kid: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
+    /// Largest WebSocket message accepted from a client.
+    pub max_message_bytes: usize,
     pub max_sessions_per_principal: usize,
     /// Requests of one session waiting for a backend at once.
     pub max_in_flight_per_session: usize,
@@ -123,6 +246,20 @@ pub enum BackendTransport {
         /// Header name (lowercase) → value, `${VAR}` already interpolated.
         headers: Vec<(String, String)>,
     },
+    /// Legacy HTTP+SSE (2024-11-05).
+    Sse {
+        /// The SSE stream (GET); the POST endpoint comes from its `endpoint` event.
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+    WebSocket {
+        /// `ws://` or `wss://`.
+        url: String,
+        /// Sent with the upgrade request.
+        headers: Vec<(String, String)>,
+        /// Keep-alive ping interval; two silent intervals end the connection.
+        ping: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -131,4 +268,9 @@ pub struct BackendConfig {
     pub transport: BackendTransport,
     pub protocol: ProtocolPreference,
     pub timeout: Duration,
+    /// Remote transports: a token minted per caller instead of a static
+    /// `authorization` header.
+    pub mint_token: Option<MintTokenConfig>,
+    /// Scopes required on every route reaching this backend.
+    pub required_scopes: Vec<String>,
 }

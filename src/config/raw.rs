@@ -60,6 +60,11 @@ pub(crate) struct RawListen {
     #[serde(default = "default_sse_keepalive_s")]
     #[schemars(range(min = 1))]
     pub sse_keepalive_s: u64,
+    /// Seconds between WebSocket pings to clients; a client that answers
+    /// nothing for two intervals is disconnected.
+    #[serde(default = "default_ws_ping_s")]
+    #[schemars(range(min = 1))]
+    pub ws_ping_s: u64,
     /// Seconds shutdown waits for in-flight requests.
     #[serde(default = "default_drain_s")]
     pub drain_s: u64,
@@ -72,6 +77,7 @@ impl Default for RawListen {
             admin_addr: default_admin_addr(),
             allowed_origins: Vec::new(),
             sse_keepalive_s: default_sse_keepalive_s(),
+            ws_ping_s: default_ws_ping_s(),
             drain_s: default_drain_s(),
         }
     }
@@ -86,18 +92,169 @@ fn default_admin_addr() -> String {
 fn default_sse_keepalive_s() -> u64 {
     15
 }
+fn default_ws_ping_s() -> u64 {
+    30
+}
 fn default_drain_s() -> u64 {
     10
 }
 
 /// `[auth]`
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Auth")]
 pub(crate) struct RawAuth {
-    /// Authentication mode; this build supports only "none".
+    /// "none" (anonymous, unless API keys are configured), "jwt" (signed
+    /// bearer tokens) or "introspection" (RFC 7662); `api_keys` work with
+    /// any mode.
     #[serde(default)]
     pub mode: RawAuthMode,
+    /// jwt, introspection: the token issuer (`iss`); with neither `jwks_uri`
+    /// nor `jwks_file`, its OIDC discovery document
+    /// (`/.well-known/openid-configuration`) names the JWKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// jwt, introspection: the RFC 8707 resource(s) this gateway is; a token
+    /// whose `aud` names none of them is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<RawAudience>,
+    /// jwt: where the issuer's signing keys (JWKS) are served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// jwt: a JWKS file (re-read when a token names an unknown `kid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<String>,
+    /// jwt: environment variable holding an HS256 secret (development only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs256_secret_env: Option<String>,
+    /// jwt: accepted signature algorithms (default: every asymmetric one,
+    /// plus HS256 when `hs256_secret_env` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<RawAlgorithm>>,
+    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway_s")]
+    pub leeway_s: u64,
+    /// Claim naming the caller's tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Claim holding the scopes: a space-separated string or an array of
+    /// strings; with the default "scope", "scp" is read when "scope" is absent.
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    /// Longest RFC 8693 `act` (delegation) chain accepted.
+    #[serde(default = "default_max_delegation_depth")]
+    pub max_delegation_depth: u64,
+    /// jwt: seconds between refreshes of a fetched JWKS.
+    #[serde(default = "default_jwks_refresh_s")]
+    #[schemars(range(min = 1))]
+    pub jwks_refresh_s: u64,
+    /// jwt: least seconds between two JWKS fetches triggered by unknown
+    /// `kid`s (a flood of bogus kids cannot hammer the issuer).
+    #[serde(default = "default_jwks_min_refresh_s")]
+    pub jwks_min_refresh_s: u64,
+    /// introspection: the RFC 7662 endpoint (default: `introspection_endpoint`
+    /// from the issuer's discovery document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection_url: Option<String>,
+    /// introspection: the gateway's client id at the introspection endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// introspection: environment variable holding the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    /// introspection: seconds an answer is reused (never beyond the token's `exp`).
+    #[serde(default = "default_cache_s")]
+    pub cache_s: u64,
+    /// Verified tokens (and introspection answers) kept in memory at most.
+    #[serde(default = "default_cache_max_entries")]
+    #[schemars(range(min = 1))]
+    pub cache_max_entries: u64,
+    /// Longest credential accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_token_bytes: u64,
+    /// Scopes every route requires (403 `insufficient_scope` without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
+    /// `scopes_supported` of the protected resource metadata (default: every
+    /// required scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes_supported: Option<Vec<String>>,
+    /// `authorization_servers` of the protected resource metadata (default:
+    /// the issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_servers: Option<Vec<String>>,
+    /// The gateway's public base URL (`https://gw.example.com`), for the
+    /// metadata URLs it announces (default: `http://` + the request's Host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// File the revocations (`/admin/revocations`) are kept in across
+    /// restarts (default: memory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocations_file: Option<String>,
+    /// Static API keys, accepted alongside the mode's tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<RawApiKey>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            mode: RawAuthMode::default(),
+            issuer: None,
+            audience: None,
+            jwks_uri: None,
+            jwks_file: None,
+            hs256_secret_env: None,
+            algorithms: None,
+            leeway_s: default_leeway_s(),
+            tenant_claim: default_tenant_claim(),
+            scope_claim: default_scope_claim(),
+            max_delegation_depth: default_max_delegation_depth(),
+            jwks_refresh_s: default_jwks_refresh_s(),
+            jwks_min_refresh_s: default_jwks_min_refresh_s(),
+            introspection_url: None,
+            client_id: None,
+            client_secret_env: None,
+            cache_s: default_cache_s(),
+            cache_max_entries: default_cache_max_entries(),
+            max_token_bytes: default_max_token_bytes(),
+            required_scopes: Vec::new(),
+            scopes_supported: None,
+            authorization_servers: None,
+            public_url: None,
+            revocations_file: None,
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+fn default_leeway_s() -> u64 {
+    30
+}
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+fn default_max_delegation_depth() -> u64 {
+    2
+}
+fn default_jwks_refresh_s() -> u64 {
+    300
+}
+fn default_jwks_min_refresh_s() -> u64 {
+    10
+}
+fn default_cache_s() -> u64 {
+    60
+}
+fn default_cache_max_entries() -> u64 {
+    10_000
+}
+fn default_max_token_bytes() -> u64 {
+    8192
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, JsonSchema)]
@@ -106,6 +263,64 @@ pub(crate) struct RawAuth {
 pub(crate) enum RawAuthMode {
     #[default]
     None,
+    Jwt,
+    Introspection,
+}
+
+/// One audience or several.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Audience")]
+pub(crate) enum RawAudience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(rename = "Algorithm")]
+pub(crate) enum RawAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+    HS256,
+}
+
+/// `[[auth.api_keys]]`: one static key, stored as its SHA-256.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ApiKey")]
+pub(crate) struct RawApiKey {
+    /// The request header carrying the key.
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+    /// The scheme before the key (`Authorization: ApiKey <key>`); required
+    /// with header = "authorization" (default there "ApiKey").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// Hex SHA-256 of the key (`printf %s KEY | sha256sum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required, extend("pattern" = "^[0-9a-fA-F]{64}$"))]
+    pub sha256: Option<String>,
+    /// The principal's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
 }
 
 /// `[limits]`
@@ -117,6 +332,11 @@ pub(crate) struct RawLimits {
     #[serde(default = "default_max_body_bytes")]
     #[schemars(range(min = 1))]
     pub max_body_bytes: u64,
+    /// Largest accepted WebSocket message from a client, in bytes (larger:
+    /// close code 1009).
+    #[serde(default = "default_max_message_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_message_bytes: u64,
     /// Sessions one principal may hold open at once.
     #[serde(default = "default_max_sessions_per_principal")]
     #[schemars(range(min = 1))]
@@ -139,6 +359,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         Self {
             max_body_bytes: default_max_body_bytes(),
+            max_message_bytes: default_max_message_bytes(),
             max_sessions_per_principal: default_max_sessions_per_principal(),
             max_in_flight_per_session: default_max_in_flight_per_session(),
             max_queued_messages: default_max_queued_messages(),
@@ -149,6 +370,9 @@ impl Default for RawLimits {
 
 fn default_max_body_bytes() -> u64 {
     4 * 1024 * 1024
+}
+fn default_max_message_bytes() -> u64 {
+    default_max_body_bytes()
 }
 fn default_max_sessions_per_principal() -> u64 {
     64
@@ -202,15 +426,30 @@ pub(crate) struct RawBackend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "session"))]
     pub isolation: Option<RawIsolation>,
-    /// streamable_http: the server's MCP endpoint, `http://` or `https://`
-    /// (required).
+    /// streamable_http: the server's MCP endpoint, `http://` or `https://`;
+    /// sse: its SSE stream (e.g. `http://host/sse`); websocket: `ws://` or
+    /// `wss://` (required with these transports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// streamable_http: headers sent with every request; `${VAR}` in a
-    /// value is replaced by the environment variable VAR (`$${` is a
-    /// literal `${`).
+    /// streamable_http, sse, websocket: headers sent with every request
+    /// (websocket: with the upgrade request); `${VAR}` in a value is
+    /// replaced by the environment variable VAR (`$${` is a literal `${`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// websocket: seconds between keep-alive pings; a server silent for two
+    /// intervals is considered gone (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1), extend("default" = 30))]
+    pub ping_s: Option<u64>,
+    /// streamable_http, sse, websocket: mint a short-lived JWT per caller
+    /// for this server (`Authorization: Bearer …`): audience the server,
+    /// `sub` the caller, `act` the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint_token: Option<RawMintToken>,
+    /// Scopes a caller needs for every route that reaches this backend
+    /// (403 `insufficient_scope` without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_scopes: Vec<String>,
     /// Protocol revision to speak to the server: "auto" probes
     /// `server/discover` and falls back to `initialize`.
     #[serde(default)]
@@ -225,12 +464,49 @@ fn default_timeout_s() -> u64 {
     30
 }
 
+/// `backends[].mint_token`
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "MintToken")]
+pub(crate) struct RawMintToken {
+    /// The `aud` of the minted tokens: the backend's resource identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub audience: Option<String>,
+    /// PKCS#8 PEM private key (RSA → RS256, P-256 → ES256, P-384 → ES384,
+    /// Ed25519 → EdDSA); its public half is served as the gateway's JWKS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub key_file: Option<String>,
+    /// Lifetime of a minted token, in seconds.
+    #[serde(default = "default_mint_ttl_s")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub ttl_s: u64,
+    /// The `iss` of the minted tokens.
+    #[serde(default = "default_mint_issuer")]
+    pub issuer: String,
+    /// The `kid` (default: the key's RFC 7638 thumbprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+}
+
+fn default_mint_ttl_s() -> u64 {
+    60
+}
+fn default_mint_issuer() -> String {
+    "mcp-gateway".into()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "Transport")]
 pub(crate) enum RawTransport {
     Stdio,
     StreamableHttp,
+    // Legacy HTTP+SSE (2024-11-05). Plain comments: doc comments on
+    // variants would turn the schema's `enum` into a `oneOf`.
+    Sse,
+    Websocket,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]

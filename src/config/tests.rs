@@ -70,12 +70,14 @@ fn defaults() {
     assert_eq!(cfg.listen.admin_addr.to_string(), "127.0.0.1:9090");
     assert!(cfg.listen.allowed_origins.is_empty());
     assert_eq!(cfg.listen.sse_keepalive, Duration::from_secs(15));
+    assert_eq!(cfg.listen.ws_ping, Duration::from_secs(30));
     assert_eq!(cfg.listen.drain, Duration::from_secs(10));
     assert_eq!(cfg.auth.mode, AuthMode::None);
     assert_eq!(cfg.limits.max_body_bytes, 4_194_304);
     assert_eq!(cfg.limits.max_sessions_per_principal, 64);
     assert_eq!(cfg.limits.max_in_flight_per_session, 64);
     assert_eq!(cfg.limits.max_queued_messages, 1024);
+    assert_eq!(cfg.limits.max_message_bytes, cfg.limits.max_body_bytes);
     assert_eq!(cfg.limits.session_idle, Duration::from_secs(1800));
     assert_eq!(cfg.admin.token, None);
     assert!(cfg.backends.is_empty());
@@ -220,9 +222,9 @@ fn unknown_keys() {
         &["gw.toml:5:1: backends[0].comand: unknown key (did you mean \"command\"?)"],
     );
     check(
-        &format!("{STDIO}{HTTP}  mint_token = {{ audience = \"x\" }}\n"),
+        &format!("{STDIO}{HTTP}  credentials = {{ audience = \"x\" }}\n"),
         &[
-            "gw.toml:9:3: backends[1].mint_token: unknown key (expected one of: command, cwd, env, headers, isolation, name, protocol, timeout_s, transport, url)",
+            "gw.toml:9:3: backends[1].credentials: unknown key (expected one of: command, cwd, env, headers, isolation, mint_token, name, ping_s, protocol, required_scopes, timeout_s, transport, url)",
         ],
     );
     check(
@@ -234,7 +236,7 @@ fn unknown_keys() {
     check(
         "[limits.per_principal]\nper_second = 1\n",
         &[
-            "gw.toml:1:9: limits.per_principal: unknown key (expected one of: max_body_bytes, max_in_flight_per_session, max_queued_messages, max_sessions_per_principal, session_idle_s)",
+            "gw.toml:1:9: limits.per_principal: unknown key (expected one of: max_body_bytes, max_in_flight_per_session, max_message_bytes, max_queued_messages, max_sessions_per_principal, session_idle_s)",
         ],
     );
 }
@@ -290,13 +292,15 @@ fn wrong_types() {
 #[test]
 fn bad_values() {
     check(
-        "[auth]\nmode = \"jwt\"\n",
-        &["gw.toml:2:8: auth.mode: expected one of \"none\", found \"jwt\""],
+        "[auth]\nmode = \"oauth\"\n",
+        &[
+            "gw.toml:2:8: auth.mode: expected one of \"none\", \"jwt\", \"introspection\", found \"oauth\"",
+        ],
     );
     check(
         "[[backends]]\nname = \"a\"\ntransport = \"grpc\"\n",
         &[
-            "gw.toml:3:13: backends[0].transport: expected one of \"stdio\", \"streamable_http\", found \"grpc\"",
+            "gw.toml:3:13: backends[0].transport: expected one of \"stdio\", \"streamable_http\", \"sse\", \"websocket\", found \"grpc\"",
         ],
     );
     check(
@@ -442,8 +446,8 @@ fn transport_specific_keys() {
     check(
         &format!("{STDIO}url = \"http://x\"\nheaders = {{ a = \"b\" }}\n"),
         &[
-            "gw.toml:5:7: backends[0].url: only allowed with transport = \"streamable_http\"",
-            "gw.toml:6:11: backends[0].headers: only allowed with transport = \"streamable_http\"",
+            "gw.toml:5:7: backends[0].url: not allowed with transport = \"stdio\"",
+            "gw.toml:6:11: backends[0].headers: not allowed with transport = \"stdio\"",
         ],
     );
     check(
@@ -461,6 +465,77 @@ fn transport_specific_keys() {
     check(
         "[[backends]]\nname = \"h\"\ntransport = \"streamable_http\"\n",
         &["gw.toml:1:1: backends[0].url: required with transport = \"streamable_http\""],
+    );
+    check(
+        "[[backends]]\nname = \"s\"\ntransport = \"sse\"\n",
+        &["gw.toml:1:1: backends[0].url: required with transport = \"sse\""],
+    );
+    check(
+        "[[backends]]\nname = \"w\"\ntransport = \"websocket\"\ncommand = [\"x\"]\n",
+        &[
+            "gw.toml:1:1: backends[0].url: required with transport = \"websocket\"",
+            "gw.toml:4:11: backends[0].command: only allowed with transport = \"stdio\"",
+        ],
+    );
+    check(
+        &format!("{STDIO}ping_s = 5\n"),
+        &["gw.toml:5:10: backends[0].ping_s: only allowed with transport = \"websocket\""],
+    );
+    check(
+        &format!("{HTTP}ping_s = 5\n"),
+        &["gw.toml:5:10: backends[0].ping_s: only allowed with transport = \"websocket\""],
+    );
+}
+
+#[test]
+fn sse_and_websocket_backends() {
+    let cfg = load(
+        "[[backends]]\nname = \"s\"\ntransport = \"sse\"\nurl = \"http://127.0.0.1:3001/sse\"\n\
+         headers = { X-Key = \"${BACKEND_TOKEN}\" }\n\
+         [[backends]]\nname = \"w\"\ntransport = \"websocket\"\nurl = \"wss://h.example/ws\"\n\
+         headers = { Authorization = \"Bearer ${BACKEND_TOKEN}\" }\nping_s = 5\n\
+         [[backends]]\nname = \"d\"\ntransport = \"websocket\"\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let [sse, ws, default_ping] = cfg.backends.as_slice() else {
+        panic!("three backends expected");
+    };
+    let BackendTransport::Sse { url, headers } = &sse.transport else {
+        panic!("sse expected");
+    };
+    assert_eq!(url, "http://127.0.0.1:3001/sse");
+    assert_eq!(headers, &[("x-key".to_owned(), "t0ken".to_owned())]);
+    let BackendTransport::WebSocket { url, headers, ping } = &ws.transport else {
+        panic!("websocket expected");
+    };
+    assert_eq!(url, "wss://h.example/ws");
+    assert_eq!(
+        headers,
+        &[("authorization".to_owned(), "Bearer t0ken".to_owned())]
+    );
+    assert_eq!(*ping, Duration::from_secs(5));
+    let BackendTransport::WebSocket { ping, .. } = &default_ping.transport else {
+        panic!("websocket expected");
+    };
+    assert_eq!(*ping, Duration::from_secs(30));
+
+    let ws = "[[backends]]\nname = \"w\"\ntransport = \"websocket\"\n";
+    check(
+        &format!("{ws}url = \"http://h/ws\"\n"),
+        &["gw.toml:4:7: backends[0].url: \"http://h/ws\" must start with ws:// or wss://"],
+    );
+    check(
+        &format!("{ws}url = \"ws://h/\"\nping_s = 0\n"),
+        &["gw.toml:5:10: backends[0].ping_s: must be at least 1, found 0"],
+    );
+    check(
+        &format!("{ws}url = \"ws://h/\"\nheaders = {{ Sec-WebSocket-Protocol = \"x\" }}\n"),
+        &[
+            "gw.toml:5:38: backends[0].headers.Sec-WebSocket-Protocol: \"sec-websocket-protocol\" is set by the gateway and cannot be configured",
+        ],
+    );
+    check(
+        "[[backends]]\nname = \"s\"\ntransport = \"sse\"\nurl = \"ws://h/sse\"\n",
+        &["gw.toml:4:7: backends[0].url: \"ws://h/sse\" must start with http:// or https://"],
     );
 }
 
@@ -527,11 +602,11 @@ extra = true
             "gw.toml:3:1: listen.admin_adr: unknown key (did you mean \"admin_addr\"?)",
             "gw.toml:6:13: admin.token_env: environment variable \"GW_MISSING\" is not set",
             "gw.toml:9:8: backends[0].name: \"git hub\" may only use A-Za-z0-9_-",
-            "gw.toml:12:7: backends[0].url: only allowed with transport = \"streamable_http\"",
+            "gw.toml:12:7: backends[0].url: not allowed with transport = \"stdio\"",
             "gw.toml:17:7: backends[1].url: \"ftp://remote\" must start with http:// or https://",
             "gw.toml:18:29: backends[1].headers.authorization: environment variable \"NOPE\" is not set",
             "gw.toml:19:13: backends[1].timeout_s: must be at least 1, found 0",
-            "gw.toml:20:1: backends[1].extra: unknown key (expected one of: command, cwd, env, headers, isolation, name, protocol, timeout_s, transport, url)",
+            "gw.toml:20:1: backends[1].extra: unknown key (expected one of: command, cwd, env, headers, isolation, mint_token, name, ping_s, protocol, required_scopes, timeout_s, transport, url)",
         ],
     );
 }
@@ -552,7 +627,7 @@ fn columns_count_characters() {
     check(
         "# é\n[listen]\n\"ü\" = 1\n",
         &[
-            "gw.toml:3:1: listen.\"ü\": unknown key (expected one of: addr, admin_addr, allowed_origins, drain_s, sse_keepalive_s)",
+            "gw.toml:3:1: listen.\"ü\": unknown key (expected one of: addr, admin_addr, allowed_origins, drain_s, sse_keepalive_s, ws_ping_s)",
         ],
     );
     check(
@@ -668,4 +743,136 @@ fn schema_keys(schema: &serde_json::Value) -> Vec<(String, String)> {
         }
     }
     keys
+}
+
+const JWT: &str = "[auth]\nmode = \"jwt\"\nissuer = \"https://idp.example\"\naudience = \"https://gw.example/mcp\"\n";
+
+#[test]
+fn auth_settings() {
+    check(JWT, &[]);
+    check(
+        "[auth]\nmode = \"jwt\"\n",
+        &[
+            "gw.toml:1:1: auth: auth.issuer is required with auth.mode = \"jwt\"",
+            "gw.toml:1:1: auth: auth.audience is required with auth.mode = \"jwt\": the resource this gateway is (tokens for other audiences are refused)",
+        ],
+    );
+    // A half-configured [auth] must not leave the gateway open.
+    check(
+        "[auth]\nissuer = \"https://idp.example\"\njwks_uri = \"https://idp.example/jwks\"\n",
+        &[
+            "gw.toml:2:10: auth.issuer: has no effect with auth.mode = \"none\"",
+            "gw.toml:3:12: auth.jwks_uri: has no effect with auth.mode = \"none\"",
+        ],
+    );
+    check(
+        &format!("{JWT}algorithms = [\"RS256\", \"HS256\"]\n"),
+        &["gw.toml:5:24: auth.algorithms[1]: \"HS256\" needs auth.hs256_secret_env"],
+    );
+    check(
+        &format!("{JWT}algorithms = [\"none\"]\n"),
+        &[
+            "gw.toml:5:15: auth.algorithms[0]: expected one of \"RS256\", \"RS384\", \"RS512\", \"PS256\", \"PS384\", \"PS512\", \"ES256\", \"ES384\", \"EdDSA\", \"HS256\", found \"none\"",
+        ],
+    );
+    check(
+        &format!("{JWT}hs256_secret_env = \"BACKEND_TOKEN\"\n"),
+        &["gw.toml:5:20: auth.hs256_secret_env: the HS256 secret must be at least 32 bytes long"],
+    );
+    check(
+        &format!("{JWT}jwks_uri = \"ftp://x\"\njwks_file = \"/nonexistent/jwks.json\"\n"),
+        &["gw.toml:6:13: auth.jwks_file: give jwks_file or jwks_uri, not both"],
+    );
+    check(
+        &format!("{JWT}jwks_file = \"/nonexistent/jwks.json\"\n"),
+        &[
+            "gw.toml:5:13: auth.jwks_file: cannot read \"/nonexistent/jwks.json\": No such file or directory (os error 2)",
+        ],
+    );
+    check(
+        "[auth]\nmode = \"introspection\"\naudience = \"https://gw\"\n",
+        &[
+            "gw.toml:1:1: auth: auth.introspection_url (or auth.issuer, for discovery) is required with auth.mode = \"introspection\"",
+            "gw.toml:1:1: auth: auth.client_id is required with auth.mode = \"introspection\"",
+            "gw.toml:1:1: auth: auth.client_secret_env is required with auth.mode = \"introspection\"",
+        ],
+    );
+    check(
+        &format!("{JWT}required_scopes = [\"tools call\", \"ok\"]\n"),
+        &[
+            "gw.toml:5:20: auth.required_scopes[0]: \"tools call\" is not a scope (no spaces or quotes, not empty)",
+        ],
+    );
+    check(
+        "[[auth.api_keys]]\nsha256 = \"abc\"\nsubject = \"bot\"\n",
+        &[
+            "gw.toml:2:10: auth.api_keys[0].sha256: must be 64 hex digits (the SHA-256 of the key, never the key itself)",
+        ],
+    );
+    check(
+        &format!(
+            "{JWT}[[auth.api_keys]]\nheader = \"authorization\"\nscheme = \"Bearer\"\nsha256 = \"{}\"\nsubject = \"bot\"\n",
+            "0".repeat(64)
+        ),
+        &[
+            "gw.toml:7:10: auth.api_keys[0].scheme: \"Bearer\" is the token mode's scheme; use another (e.g. \"ApiKey\") or auth.mode = \"none\"",
+        ],
+    );
+    check(
+        "[[auth.api_keys]]\nsubject = \"bot\"\n",
+        &["gw.toml:1:1: auth.api_keys[0].sha256: required key is missing"],
+    );
+    check(
+        &format!("{STDIO}mint_token = {{ audience = \"x\", key_file = \"/nonexistent.pem\" }}\n"),
+        &[
+            "gw.toml:5:14: backends[0].mint_token: not allowed with transport = \"stdio\" (a process has no request headers)",
+            "gw.toml:5:43: backends[0].mint_token.key_file: cannot read \"/nonexistent.pem\": No such file or directory (os error 2)",
+        ],
+    );
+}
+
+#[test]
+fn auth_values() {
+    let dir = std::env::temp_dir().join(format!("mcp-gw-config-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let pem = dir.join("mint.pem");
+    std::fs::write(
+        &pem,
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBOHh+IctGcqsYJD680zDie4ZLWMyji35bMaawrIatdf\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write key");
+    let cfg = load(&format!(
+        "{JWT}required_scopes = [\"mcp\"]\n\
+         [[auth.api_keys]]\nsha256 = \"{}\"\nsubject = \"bot\"\nscopes = [\"tools:call\"]\n\
+         [[auth.api_keys]]\nheader = \"Authorization\"\nsha256 = \"{}\"\nsubject = \"bot2\"\n\
+         {HTTP}mint_token = {{ audience = \"https://h.example\", key_file = {:?} }}\nrequired_scopes = [\"h\"]\n",
+        "a".repeat(64),
+        "B".repeat(64),
+        pem.display().to_string()
+    ));
+    let auth = &cfg.auth;
+    assert_eq!(auth.mode, AuthMode::Jwt);
+    assert_eq!(auth.issuer.as_deref(), Some("https://idp.example"));
+    assert_eq!(auth.audiences, ["https://gw.example/mcp"]);
+    assert_eq!(auth.keys, KeySource::Discovery);
+    assert!(auth.algorithms.contains(&JwtAlgorithm::EdDSA));
+    assert!(!auth.algorithms.contains(&JwtAlgorithm::HS256));
+    assert_eq!(auth.leeway, Duration::from_secs(30));
+    assert_eq!(auth.max_delegation_depth, 2);
+    assert_eq!(auth.authorization_servers, ["https://idp.example"]);
+    assert_eq!(auth.required_scopes, ["mcp"]);
+    assert_eq!(auth.api_keys.len(), 2);
+    assert_eq!(auth.api_keys[0].header, "x-api-key");
+    assert_eq!(auth.api_keys[0].scheme, None);
+    assert_eq!(auth.api_keys[1].header, "authorization");
+    assert_eq!(auth.api_keys[1].scheme.as_deref(), Some("ApiKey"));
+    assert_eq!(auth.api_keys[1].sha256, [0xbb; 32]);
+    let mint = cfg.backends[0].mint_token.as_ref().expect("mint_token");
+    assert_eq!(mint.audience, "https://h.example");
+    assert_eq!(mint.ttl, Duration::from_secs(60));
+    assert_eq!(mint.issuer, "mcp-gateway");
+    assert_eq!(cfg.backends[0].required_scopes, ["h"]);
+    // Key material never shows in Debug output.
+    assert!(!format!("{cfg:?}").contains("MC4CAQAw"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

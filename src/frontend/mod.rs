@@ -1,10 +1,26 @@
-//! frontend: transports served to clients. In: HTTP requests. Out: the
-//! session engine's responses and messages, as JSON or SSE. Thin: no
-//! policy, no routing decisions beyond the path; each transport error maps
-//! to its HTTP status and JSON-RPC code in one place (`reject`).
+//! frontend: transports served to clients. In: HTTP requests and WebSocket
+//! frames. Out: the session engine's responses and messages, as JSON, SSE
+//! or text frames. Thin: no policy, no routing decisions beyond the path;
+//! each refusal maps to its HTTP status and JSON-RPC code in one place
+//! (`Reject::parts`). Every connection's outbound queue is bounded
+//! (`limits.max_queued_messages`): a client that stops reading is cut off,
+//! never buffered for.
+//!
+//! - `streamable_http`: `/mcp`, every revision.
+//! - `sse_legacy`: `/sse` + `/messages` (2024-11-05 HTTP+SSE).
+//! - `websocket`: `/ws` (subprotocol `mcp`).
+//! - `connection`: what the last two share: one handshake-era session per
+//!   connection, fed by messages and answering through one bounded queue.
+//! - `auth`: authentication at the edge for all of them (401/403 with
+//!   `WWW-Authenticate`, credentials in the query string refused, event
+//!   streams bounded by their credential), RFC 9728 metadata, the JWKS.
 
+pub mod auth;
+mod connection;
 pub mod sse;
+pub mod sse_legacy;
 pub mod streamable_http;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +29,7 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::Principal;
 use crate::mcp::{self, Envelope, JsonRpcId};
 use crate::session::Gateway;
 
@@ -47,10 +64,22 @@ pub enum Reject {
     MethodNotAllowed(&'static str),
     #[error("too many sessions for this principal (limit {0})")]
     TooManySessions(usize),
-    #[error("unauthenticated: {0}")]
-    Unauthenticated(String),
+    #[error("{0}")]
+    Auth(Box<auth::Challenge>),
     #[error("clients must not send responses without a session")]
     StatelessResponse,
+    #[error("missing session_id query parameter")]
+    MissingSessionParam,
+    #[error("the session is not initialized: send initialize first")]
+    NotInitialized,
+    #[error("the session is already initialized")]
+    AlreadyInitialized,
+    #[error("batches are not accepted on this transport")]
+    BatchOnConnection,
+    #[error("Sec-WebSocket-Protocol must offer \"mcp\"")]
+    Subprotocol,
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
 }
 
 impl Reject {
@@ -80,20 +109,34 @@ impl Reject {
                 (StatusCode::METHOD_NOT_ALLOWED, mcp::code::INVALID_REQUEST)
             }
             Reject::TooManySessions(_) => (StatusCode::TOO_MANY_REQUESTS, mcp::code::RATE_LIMITED),
-            Reject::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, mcp::code::UNAUTHENTICATED),
+            Reject::Auth(challenge) => challenge.parts(),
             Reject::StatelessResponse => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::MissingSessionParam => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            // Message-level on a connection (legacy SSE, WebSocket); the
+            // statuses only apply if one is ever refused over HTTP.
+            Reject::NotInitialized => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::AlreadyInitialized => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::BatchOnConnection => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::Subprotocol => (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST),
+            Reject::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, mcp::code::INTERNAL_ERROR),
         }
     }
 
-    pub fn into_response_with_id(self, id: Option<JsonRpcId>) -> Response {
-        let (status, code) = self.parts();
+    /// The JSON-RPC error message for this refusal, `data.reason` included.
+    pub fn to_envelope(&self, id: Option<JsonRpcId>) -> Envelope {
+        let (_, code) = self.parts();
         let message = self.to_string();
         let mut data = serde_json::json!({"reason": message});
-        if let Reject::UnsupportedVersion { requested } = &self {
+        if let Reject::UnsupportedVersion { requested } = self {
             data["supported"] = serde_json::json!([mcp::V2026]);
             data["requested"] = serde_json::json!(requested);
         }
-        let body = Envelope::error(id, code, &message, Some(data)).to_json();
+        Envelope::error(id, code, &message, Some(data))
+    }
+
+    pub fn into_response_with_id(self, id: Option<JsonRpcId>) -> Response {
+        let (status, _) = self.parts();
+        let body = self.to_envelope(id).to_json();
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         match self {
@@ -107,6 +150,7 @@ impl Reject {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Reject::Auth(challenge) => challenge.decorate(&mut response),
             _ => {}
         }
         response
@@ -122,7 +166,32 @@ impl IntoResponse for Reject {
 
 /// The client listener's routes.
 pub fn router(gw: Arc<Gateway>, local: SocketAddr) -> Router {
-    streamable_http::routes(gw, local)
+    // Legacy SSE and WebSocket connections share one registry (POSTs find
+    // their SSE connection by id; both count towards the per-principal cap).
+    let connections = Arc::new(connection::Registry::default());
+    streamable_http::routes(gw.clone(), local)
+        .merge(sse_legacy::routes(gw.clone(), local, connections.clone()))
+        .merge(websocket::routes(gw.clone(), local, connections))
+        // Every MCP route above, not the public documents below.
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            auth::require,
+        ))
+        .merge(auth::routes(gw))
+}
+
+/// The caller behind an HTTP request or WebSocket upgrade.
+/// (The `auth::require` layer in front of every MCP route has already
+/// refused bad credentials with the route's own challenge and hands over
+/// the principal it found.)
+pub(crate) async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principal, Reject> {
+    if let Some(principal) = auth::authenticated() {
+        return Ok(principal);
+    }
+    gw.auth
+        .authenticate(headers)
+        .await
+        .map_err(|e| auth::reject(gw, headers, "", e))
 }
 
 /// DNS-rebinding protection: a browser page from another origin must not

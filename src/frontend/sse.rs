@@ -1,5 +1,6 @@
-//! Server-Sent Events bodies: one writer task per stream feeding a bounded
-//! channel, so a client that stops reading stalls only its own stream.
+//! Server-Sent Events bodies: a bounded channel per stream, fed without
+//! waiting (`offer`), so a client that stops reading is cut off once its
+//! queue is full instead of stalling the call or buffering without bound.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -9,11 +10,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use tokio::sync::mpsc;
 
-/// An SSE response whose body is fed through the returned sender.
+/// An SSE response whose body is fed through the returned sender, which
+/// holds at most `queue` chunks the client has not read yet.
 pub fn response(
     extra: &[(&'static str, String)],
+    queue: usize,
 ) -> (Response, mpsc::Sender<Result<Bytes, Infallible>>) {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(queue.max(1));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
@@ -34,6 +37,24 @@ pub fn response(
         }
     }
     (response, tx)
+}
+
+/// Why a stream took no more events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The client is gone (the body was dropped).
+    Gone,
+    /// The client stopped reading: its queue is full.
+    Slow,
+}
+
+/// Queues one chunk without waiting: a full queue means the client stopped
+/// reading, and the caller ends the stream rather than wait for it.
+pub fn offer(body: &mpsc::Sender<Result<Bytes, Infallible>>, chunk: Bytes) -> Result<(), Stop> {
+    body.try_send(Ok(chunk)).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => Stop::Slow,
+        mpsc::error::TrySendError::Closed(_) => Stop::Gone,
+    })
 }
 
 pub fn message_event(json: &str, id: Option<u64>) -> Bytes {

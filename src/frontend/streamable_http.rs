@@ -14,7 +14,7 @@ use axum::routing::get;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use super::{Reject, check_origin, sse};
+use super::{Reject, authenticate, check_origin, sse};
 use crate::auth::Principal;
 use crate::mcp::{self, Envelope, Era, Kind};
 use crate::router::Route;
@@ -123,13 +123,6 @@ fn check_post_headers(headers: &HeaderMap) -> Result<(), Reject> {
         return Err(Reject::Accept("application/json and text/event-stream"));
     }
     Ok(())
-}
-
-async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Principal, Reject> {
-    gw.auth
-        .authenticate(headers)
-        .await
-        .map_err(|e| Reject::Unauthenticated(e.to_string()))
 }
 
 async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Response {
@@ -476,16 +469,27 @@ async fn respond(
         Some(m) = rx.recv() => Some((m, None)),
         _ = tokio::time::sleep(keepalive) => None,
     };
-    let (response, body) = sse::response(&[]);
+    let queue = gw.config.limits.max_queued_messages;
+    let (response, body) = sse::response(&[], queue);
     tokio::spawn(async move {
+        // Dropped on return: for a stateless call, ending the stream cancels it.
         let _guard = guard;
+        // Never waits for the client: a full queue ends the stream (the
+        // call's later messages then go to the session's GET stream).
+        let offer = |chunk| match sse::offer(&body, chunk) {
+            Ok(()) => true,
+            Err(sse::Stop::Gone) => false,
+            Err(sse::Stop::Slow) => {
+                tracing::warn!(
+                    queued = queue,
+                    "closing a response stream whose client stopped reading"
+                );
+                false
+            }
+        };
         let mut finished: Option<Result<Option<Envelope>, tokio::task::JoinError>> = None;
         if let Some((msg, done)) = first {
-            if body
-                .send(Ok(sse::message_event(&msg.to_json(), None)))
-                .await
-                .is_err()
-            {
+            if !offer(sse::message_event(&msg.to_json(), None)) {
                 return;
             }
             finished = done;
@@ -494,33 +498,29 @@ async fn respond(
         loop {
             if let Some(done) = finished.take() {
                 while let Ok(msg) = rx.try_recv() {
-                    if body
-                        .send(Ok(sse::message_event(&msg.to_json(), None)))
-                        .await
-                        .is_err()
-                    {
+                    if !offer(sse::message_event(&msg.to_json(), None)) {
                         return;
                     }
                 }
                 if let Ok(Some(response)) = done {
-                    let _ = body
-                        .send(Ok(sse::message_event(&response.to_json(), None)))
-                        .await;
+                    offer(sse::message_event(&response.to_json(), None));
                 }
                 return;
             }
             tokio::select! {
                 done = &mut task => finished = Some(done),
                 Some(msg) = rx.recv() => {
-                    if body.send(Ok(sse::message_event(&msg.to_json(), None))).await.is_err() {
+                    if !offer(sse::message_event(&msg.to_json(), None)) {
                         return;
                     }
                 }
                 _ = tick.tick() => {
-                    if body.send(Ok(sse::keepalive())).await.is_err() {
+                    if !offer(sse::keepalive()) {
                         return;
                     }
                 }
+                // The client went away while the call sends nothing.
+                _ = body.closed() => return,
             }
         }
     });
@@ -611,7 +611,8 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
     let last_event_id =
         header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
     let mut events = session.subscribe_stream(last_event_id);
-    let (response, body) = sse::response(&[]);
+    let queue = s.gw.config.limits.max_queued_messages;
+    let (response, body) = sse::response(&[], queue);
     let keepalive = s.gw.config.listen.sse_keepalive;
     let closing = s.gw.closing.clone();
     let ended = session.closed_token();
@@ -628,8 +629,14 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
                 },
                 _ = tick.tick() => sse::keepalive(),
             };
-            if body.send(Ok(chunk)).await.is_err() {
-                return;
+            match sse::offer(&body, chunk) {
+                Ok(()) => {}
+                Err(sse::Stop::Gone) => return,
+                // The client resumes from the session's buffer with Last-Event-ID.
+                Err(sse::Stop::Slow) => {
+                    tracing::warn!(session.id = %session.id, queued = queue, "closing a GET stream whose client stopped reading");
+                    return;
+                }
             }
         }
     });

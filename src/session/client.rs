@@ -170,7 +170,7 @@ impl Session {
         self.closed.clone()
     }
 
-    pub(super) fn touch(&self) {
+    pub(crate) fn touch(&self) {
         if let Ok(mut t) = self.last_seen.lock() {
             *t = Instant::now();
         }

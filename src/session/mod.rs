@@ -140,6 +140,7 @@ impl Gateway {
                 client_capabilities: to_raw(
                     params.get("capabilities").unwrap_or(&serde_json::json!({})),
                 ),
+                credentials: crate::backend::credentials::Credentials::caller(&principal),
             },
         };
         let id = new_session_id();
@@ -160,9 +161,12 @@ impl Gateway {
     pub fn session(&self, id: &str, principal: &Principal) -> Result<Arc<Session>, SessionError> {
         let sessions = self.sessions.lock().map_err(|_| SessionError::NotFound)?;
         let session = sessions.get(id).ok_or(SessionError::NotFound)?;
+        // Identity, not token: a refreshed token of the same principal
+        // finds its session (and the session follows the fresher token).
         if session.principal != *principal || session.is_closed() {
             return Err(SessionError::NotFound);
         }
+        session.principal.renew_from(principal);
         session.touch();
         Ok(session.clone())
     }
@@ -178,6 +182,24 @@ impl Gateway {
             }
             None => false,
         }
+    }
+
+    /// Ends every session `condemn` picks; returns how many. Used by
+    /// `auth::watcher` for revoked and expired credentials: ending a session
+    /// cancels its `closed_token`, which every front door watches.
+    /// `condemn` runs under the session-map lock: keep it short and sync.
+    pub fn end_sessions_where(&self, mut condemn: impl FnMut(&Session) -> bool) -> usize {
+        let ids: Vec<String> = self
+            .sessions
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, session)| condemn(session))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.iter().filter(|id| self.end_session(id)).count()
     }
 
     pub fn session_count(&self) -> usize {
@@ -206,6 +228,7 @@ impl Gateway {
         let key = format!("{}#{}#{capabilities}", principal.binding_key(), route.key);
         let mut contexts = self.stateless.lock().await;
         if let Some(session) = contexts.get(&key).filter(|s| !s.is_closed()) {
+            session.principal.renew_from(principal);
             session.touch();
             return session.clone();
         }
@@ -223,6 +246,7 @@ impl Gateway {
                     meta.get(mcp::META_CLIENT_CAPABILITIES)
                         .unwrap_or(&serde_json::json!({})),
                 ),
+                credentials: crate::backend::credentials::Credentials::caller(principal),
             },
         };
         let session = Session::new(

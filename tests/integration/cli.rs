@@ -16,9 +16,17 @@ fn check_prints_a_summary_or_every_problem_with_its_position() {
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[[backends]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = [\"mcp-gateway\", \"demo-server\"]\n")
         .expect("write config");
-    let out = Command::new(gateway_bin()).args(["check", "--config"]).arg(&good).output().expect("run check");
+    let out = Command::new(gateway_bin())
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run check");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("demo"), "{stdout}");
 
     let bad = dir.path().join("bad.toml");
@@ -36,8 +44,16 @@ fn check_prints_a_summary_or_every_problem_with_its_position() {
         .expect("run check");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for expected in [":2:8: listen.addr", ":3:1: listen.frobnicate", ":6:13: admin.token_env", ":9:8: backends[0].name"] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    for expected in [
+        ":2:8: listen.addr",
+        ":3:1: listen.frobnicate",
+        ":6:13: admin.token_env",
+        ":9:8: backends[0].name",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
 }
 
@@ -45,7 +61,9 @@ fn check_prints_a_summary_or_every_problem_with_its_position() {
 async fn serve_without_config_runs_the_quickstart_with_a_warning() {
     // The quickstart binds the fixed ports 8080/9090; skip quietly if
     // something else on this machine holds them.
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() || std::net::TcpListener::bind("127.0.0.1:9090").is_err() {
+    if std::net::TcpListener::bind("127.0.0.1:8080").is_err()
+        || std::net::TcpListener::bind("127.0.0.1:9090").is_err()
+    {
         eprintln!("ports 8080/9090 busy: quickstart test not run");
         return;
     }
@@ -66,10 +84,18 @@ async fn serve_without_config_runs_the_quickstart_with_a_warning() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut session = session.expect("the quickstart came up");
-    let rpc = session.request("tools/call", json!({"name": "echo", "arguments": {"message": "quick"}})).await;
+    let rpc = session
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "quick"}}),
+        )
+        .await;
     let _ = child.kill();
     let output = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(rpc["result"]["content"][0]["text"], "quick", "{rpc}");
-    assert!(stderr.contains("QUICKSTART") && stderr.contains("local use only"), "{stderr}");
+    assert!(
+        stderr.contains("QUICKSTART") && stderr.contains("local use only"),
+        "{stderr}"
+    );
 }

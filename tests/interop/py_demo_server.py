@@ -3,6 +3,8 @@
 
     py_demo_server.py stdio
     py_demo_server.py http PORT      # http://127.0.0.1:PORT/mcp, both eras
+    py_demo_server.py sse PORT       # legacy HTTP+SSE: GET http://127.0.0.1:PORT/sse,
+                                     # POST /messages/?session_id=…
 
 Two uses: it checks the `demo-full` scenario of py_client.py / ts_client.mjs
 against a server other than ours, and it is a backend that speaks 2026-07-28
@@ -120,5 +122,7 @@ if __name__ == "__main__":
         mcp.run("stdio")
     elif sys.argv[1:2] == ["http"] and len(sys.argv) == 3:
         mcp.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif sys.argv[1:2] == ["sse"] and len(sys.argv) == 3:
+        mcp.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     else:
-        sys.exit("usage: py_demo_server.py stdio | http PORT")
+        sys.exit("usage: py_demo_server.py stdio | http PORT | sse PORT")

@@ -9,7 +9,9 @@
 // `legacy-VERSION` (the initialize request is rewritten to offer VERSION). SDK v1
 // has no 2026-07-28 support, so `auto` is refused rather than silently downgraded.
 // TARGET: http(s)://…/mcp (Streamable HTTP), `sse:http(s)://…/sse` (legacy
-// HTTP+SSE) or `stdio:CMD ARGS…`.
+// HTTP+SSE), `ws:ws://…/ws` (WebSocket, subprotocol `mcp`; Node 20 needs
+// `--experimental-websocket`, e.g. in NODE_OPTIONS; no custom headers) or
+// `stdio:CMD ARGS…`.
 // SCENARIO: tools | demo-full | everything | cancel (see py_client.py).
 // Output: ONE JSON object on stdout; exit 2 with {"connect_error"} when the
 // connection fails, exit 3 when --expect-protocol does not match.
@@ -18,6 +20,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { WebSocketClientTransport } from "@modelcontextprotocol/sdk/client/websocket.js";
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -380,12 +383,17 @@ function makeTransport(opts) {
     inner = new SSEClientTransport(new URL(opts.target.slice("sse:".length)), {
       requestInit: { headers: parseHeaders(opts.header) },
     });
+  } else if (opts.target.startsWith("ws:")) {
+    // WebSocket: the browser API has no way to add headers.
+    if (opts.header.length) throw new Error("ws: targets take no --header");
+    if (typeof WebSocket === "undefined") throw new Error("no global WebSocket: run node --experimental-websocket");
+    inner = new WebSocketClientTransport(new URL(opts.target.slice("ws:".length)));
   } else if (/^https?:\/\//.test(opts.target)) {
     inner = new StreamableHTTPClientTransport(new URL(opts.target), {
       requestInit: { headers: parseHeaders(opts.header) },
     });
   } else {
-    throw new Error(`target ${opts.target}: expected http(s)://…, sse:http(s)://…/sse or stdio:CMD`);
+    throw new Error(`target ${opts.target}: expected http(s)://…, sse:http(s)://…/sse, ws:ws://…/ws or stdio:CMD`);
   }
   return new Tap(inner, offer);
 }

@@ -141,7 +141,7 @@ pub fn ts_client(mode: &str, target: &str, scenario: &str, extra: &[&str]) -> Va
 }
 
 pub fn ts_client_run(mode: &str, target: &str, scenario: &str, extra: &[&str]) -> DriverRun {
-    let cmd = driver_command(
+    let mut cmd = driver_command(
         Path::new("node"),
         "ts_client.mjs",
         mode,
@@ -149,7 +149,33 @@ pub fn ts_client_run(mode: &str, target: &str, scenario: &str, extra: &[&str]) -
         scenario,
         extra,
     );
+    if target.starts_with("ws:") {
+        // WebSocketClientTransport needs the global WebSocket, behind a flag on Node 20.
+        cmd.env("NODE_OPTIONS", "--experimental-websocket");
+    }
     run_driver("ts_client", cmd)
+}
+
+/// Runs `py_ws_client.py` (Python SDK 1.30 in `.venv-ws`, the last with a
+/// WebSocket client): same modes (`legacy`, `legacy-VERSION`), scenarios
+/// (`tools`, `demo-full`, `everything`) and JSON as `py_client`; TARGET
+/// `ws:ws://…/ws`, `sse:…`, `http://…/mcp` or `stdio:…`.
+pub fn py_ws_client(mode: &str, target: &str, scenario: &str, extra: &[&str]) -> Value {
+    py_ws_client_run(mode, target, scenario, extra).ok(&format!(
+        "py_ws_client {mode} {target} {scenario} {extra:?}"
+    ))
+}
+
+pub fn py_ws_client_run(mode: &str, target: &str, scenario: &str, extra: &[&str]) -> DriverRun {
+    let cmd = driver_command(
+        &super::servers::ws_venv_python(),
+        "py_ws_client.py",
+        mode,
+        target,
+        scenario,
+        extra,
+    );
+    run_driver("py_ws_client", cmd)
 }
 
 /// `inspector.sh URL METHOD ARGS…`: the Inspector CLI's JSON result, e.g.

@@ -258,6 +258,242 @@ impl PyDemoServer {
     }
 }
 
+// --- servers for the SSE and WebSocket backend transports -----------------------------
+//
+// Each can be killed (a backend that dies mid-call), stopped with SIGSTOP (a
+// backend that goes silent) and started again on the same port (the gateway
+// reconnects to the same URL).
+
+/// `.venv-ws/bin/python`: the Python SDK 1.30 (`mcp[ws]`), the last with
+/// WebSocket (created by scripts/install-test-deps.sh).
+pub fn ws_venv_python() -> PathBuf {
+    let python = super::drivers::repo_root().join(".venv-ws/bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/install-test-deps.sh",
+        python.display()
+    );
+    python
+}
+
+/// Starts `make(port)` until it is up: on `port`, or on a fresh port per
+/// attempt. `make` gives the command and the stderr text that says "ready".
+fn start_with_retries(
+    name: &str,
+    port: Option<u16>,
+    make: impl Fn(u16) -> (Command, String),
+) -> (ChildGuard, u16) {
+    let mut last_report = String::new();
+    for attempt in 0..PORT_ATTEMPTS + 2 {
+        let port = port.unwrap_or_else(free_port);
+        let (cmd, ready) = make(port);
+        let mut process = ChildGuard::spawn(name, cmd);
+        if process.stderr_ready(&ready, START_TIMEOUT)
+            && process.port_ready(port, START_TIMEOUT)
+            && still_alive_after(&mut process, Duration::from_millis(200))
+        {
+            return (process, port);
+        }
+        last_report = process.report();
+        process.kill();
+        // A port just released may take a moment to be bindable again.
+        std::thread::sleep(Duration::from_millis(200 * (attempt as u64 + 1)));
+    }
+    panic!("{name} did not start\n{last_report}");
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT") to one process, by its pid.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
+    assert!(status.success(), "kill -{signal} {pid}: {status}");
+}
+
+impl PyDemoServer {
+    /// Over legacy HTTP+SSE (2024-11-05): `sse_url()`.
+    pub fn start_sse() -> PyDemoServer {
+        Self::sse_on(None)
+    }
+
+    /// Over legacy HTTP+SSE on `port` (a restart after `kill`).
+    pub fn start_sse_on(port: u16) -> PyDemoServer {
+        Self::sse_on(Some(port))
+    }
+
+    fn sse_on(port: Option<u16>) -> PyDemoServer {
+        let (process, port) = start_with_retries("py_demo_server sse", port, |port| {
+            let mut cmd = Command::new(venv_python());
+            cmd.arg(Self::script()).arg("sse").arg(port.to_string());
+            (cmd, format!("Uvicorn running on http://127.0.0.1:{port}"))
+        });
+        PyDemoServer { process, port }
+    }
+
+    /// `http://127.0.0.1:PORT/sse` (after `start_sse`).
+    pub fn sse_url(&self) -> String {
+        format!("http://127.0.0.1:{}/sse", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+impl Everything {
+    /// Over legacy HTTP+SSE on `port` (a restart after `kill`).
+    pub fn start_sse_on(port: u16) -> Everything {
+        let (process, port) = start_with_retries("server-everything sse", Some(port), |port| {
+            let mut cmd = Command::new("node");
+            cmd.arg(Self::entry())
+                .arg("sse")
+                .env("PORT", port.to_string());
+            (cmd, format!("running on port {port}"))
+        });
+        Everything { process, port }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// `tests/interop/py_ws_server.py`: the Python SDK 1.30 `websocket_server`
+/// in a Starlette app (demo surface plus `hang` and `crash`, and a `headers`
+/// tool that shows what the server received); the same server over legacy
+/// SSE at `sse_url()`, for drivers that cannot speak WebSocket.
+pub struct PyWsServer {
+    process: ChildGuard,
+    port: u16,
+}
+
+impl PyWsServer {
+    fn script() -> PathBuf {
+        interop_dir().join("py_ws_server.py")
+    }
+
+    pub fn start() -> PyWsServer {
+        Self::on(None)
+    }
+
+    pub fn start_on(port: u16) -> PyWsServer {
+        Self::on(Some(port))
+    }
+
+    fn on(port: Option<u16>) -> PyWsServer {
+        let (process, port) = start_with_retries("py_ws_server", port, |port| {
+            let mut cmd = Command::new(ws_venv_python());
+            cmd.arg(Self::script()).arg(port.to_string());
+            (cmd, format!("Uvicorn running on http://127.0.0.1:{port}"))
+        });
+        PyWsServer { process, port }
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT/sse`: the same server over legacy SSE.
+    pub fn sse_url(&self) -> String {
+        format!("http://127.0.0.1:{}/sse", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+}
+
+/// `tests/interop/ts_ws_server.mjs`: server-everything's `createServer()`
+/// (TS SDK 1.x) over a `ws@8` WebSocket at `ws_url()`.
+pub struct TsWsServer {
+    process: ChildGuard,
+    port: u16,
+}
+
+impl TsWsServer {
+    pub fn start() -> TsWsServer {
+        Self::on(None, &[])
+    }
+
+    pub fn start_on(port: u16) -> TsWsServer {
+        Self::on(Some(port), &[])
+    }
+
+    /// Accepts upgrades without selecting the `mcp` subprotocol.
+    pub fn start_without_subprotocol() -> TsWsServer {
+        Self::on(None, &["--no-subprotocol"])
+    }
+
+    fn on(port: Option<u16>, flags: &[&str]) -> TsWsServer {
+        let (process, port) = start_with_retries("ts_ws_server", port, |port| {
+            let mut cmd = Command::new("node");
+            cmd.arg(interop_dir().join("ts_ws_server.mjs"))
+                .arg(port.to_string())
+                .args(flags);
+            (
+                cmd,
+                format!("ts_ws_server listening on ws://127.0.0.1:{port}/ws"),
+            )
+        });
+        TsWsServer { process, port }
+    }
+
+    /// `ws://127.0.0.1:PORT/ws`
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
+    }
+}
+
+/// SIGSTOP: the process stays connected but answers nothing (not even
+/// WebSocket pings) until `resume`.
+pub fn freeze(pid: u32) {
+    signal(pid, "STOP");
+}
+
+/// SIGCONT after `freeze`.
+pub fn resume(pid: u32) {
+    signal(pid, "CONT");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
