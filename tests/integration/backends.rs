@@ -33,6 +33,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 enum Front {
     /// Streamable HTTP at `/mcp`, handshake era (2025-11-25).
     Http,
+    /// Legacy HTTP+SSE at `/sse` (2024-11-05).
+    Sse,
+    /// WebSocket at `/ws` (2025-11-25).
+    Ws,
 }
 
 /// What a client declares: the server→client requests it can answer.
@@ -105,12 +109,37 @@ impl Exchange {
 /// A connected client session at one front door.
 enum Client {
     Http(HttpClient),
+    Sse(Box<crate::util::front::SseClient>),
+    Ws(Box<crate::util::front::WsClient>),
 }
 
 impl Front {
     async fn connect(self, gateway: &Gateway, headers: &[(&str, &str)]) -> Client {
         match self {
             Front::Http => Client::Http(HttpClient::initialize(&gateway.url(), headers).await),
+            Front::Sse => {
+                let mut c =
+                    crate::util::front::SseClient::open(&gateway.url_for("/sse"), headers).await;
+                c.initialize("2024-11-05").await;
+                Client::Sse(Box::new(c))
+            }
+            Front::Ws => {
+                let mut c =
+                    crate::util::front::WsClient::connect(&format!("ws://{}/ws", gateway.addr()))
+                        .await;
+                c.initialize("2025-11-25").await;
+                Client::Ws(Box::new(c))
+            }
+        }
+    }
+}
+
+impl From<crate::util::front::Exchange> for Exchange {
+    fn from(e: crate::util::front::Exchange) -> Exchange {
+        Exchange {
+            response: e.response,
+            notifications: e.notifications,
+            server_requests: e.server_requests,
         }
     }
 }
@@ -127,6 +156,10 @@ impl Client {
     ) -> Exchange {
         match self {
             Client::Http(c) => c.call(method, params, progress, observer).await,
+            // These clients collect the notifications of the exchange; the
+            // observer sees them when it completes.
+            Client::Sse(c) => observed(c.call(method, params, progress).await.into(), observer),
+            Client::Ws(c) => observed(c.call(method, params, progress).await.into(), observer),
         }
     }
 
@@ -138,6 +171,15 @@ impl Client {
         self.call("tools/call", json!({"name": name, "arguments": arguments}))
             .await
     }
+}
+
+fn observed(exchange: Exchange, observer: Option<mpsc::UnboundedSender<Value>>) -> Exchange {
+    if let Some(observer) = observer {
+        for n in &exchange.notifications {
+            let _ = observer.send(n.clone());
+        }
+    }
+    exchange
 }
 
 /// A handshake-era Streamable HTTP session that answers server→client
@@ -511,8 +553,10 @@ async fn tools_call(front: Front, backend: Backend) {
     let progress = call.progress();
     assert_eq!(progress.len(), 3, "{:#?}", call.notifications);
     for (n, p) in progress.iter().enumerate() {
-        // The client's own token, mapped back by the gateway.
-        assert_eq!(p["params"]["progressToken"], "progress-1", "{p}");
+        // The client's own token (`progress-<request id>`), mapped back by
+        // the gateway.
+        let token = format!("progress-{}", call.response["id"]);
+        assert_eq!(p["params"]["progressToken"], token.as_str(), "{p}");
         // Python sends floats (1.0), TypeScript integers.
         assert_eq!(
             p["params"]["progress"].as_f64(),
@@ -578,6 +622,14 @@ matrix! {
     Front::Http, Backend::SsePy => http_to_sse_py_tools_list, http_to_sse_py_tools_call, http_to_sse_py_resources_read, http_to_sse_py_server_request;
     Front::Http, Backend::WsPy => http_to_ws_py_tools_list, http_to_ws_py_tools_call, http_to_ws_py_resources_read, http_to_ws_py_server_request;
     Front::Http, Backend::WsEverything => http_to_ws_everything_tools_list, http_to_ws_everything_tools_call, http_to_ws_everything_resources_read, http_to_ws_everything_server_request;
+    Front::Sse, Backend::SseEverything => sse_to_sse_everything_tools_list, sse_to_sse_everything_tools_call, sse_to_sse_everything_resources_read, sse_to_sse_everything_server_request;
+    Front::Sse, Backend::SsePy => sse_to_sse_py_tools_list, sse_to_sse_py_tools_call, sse_to_sse_py_resources_read, sse_to_sse_py_server_request;
+    Front::Sse, Backend::WsPy => sse_to_ws_py_tools_list, sse_to_ws_py_tools_call, sse_to_ws_py_resources_read, sse_to_ws_py_server_request;
+    Front::Sse, Backend::WsEverything => sse_to_ws_everything_tools_list, sse_to_ws_everything_tools_call, sse_to_ws_everything_resources_read, sse_to_ws_everything_server_request;
+    Front::Ws, Backend::SseEverything => ws_to_sse_everything_tools_list, ws_to_sse_everything_tools_call, ws_to_sse_everything_resources_read, ws_to_sse_everything_server_request;
+    Front::Ws, Backend::SsePy => ws_to_sse_py_tools_list, ws_to_sse_py_tools_call, ws_to_sse_py_resources_read, ws_to_sse_py_server_request;
+    Front::Ws, Backend::WsPy => ws_to_ws_py_tools_list, ws_to_ws_py_tools_call, ws_to_ws_py_resources_read, ws_to_ws_py_server_request;
+    Front::Ws, Backend::WsEverything => ws_to_ws_everything_tools_list, ws_to_ws_everything_tools_call, ws_to_ws_everything_resources_read, ws_to_ws_everything_server_request;
 }
 
 // --- faults ---------------------------------------------------------------------------

@@ -355,19 +355,34 @@ impl SseClient {
             .unwrap_or_default()
     }
 
-    /// POSTs one message to the endpoint (JSON content type).
-    pub async fn post(&self, message: &Value) -> RawResponse {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        post_json(&self.post_url, &headers, message).await
+    /// POSTs one message to the endpoint (JSON content type). The future
+    /// owns what it needs, so it is `Send` although the client is not `Sync`.
+    pub fn post(
+        &self,
+        message: &Value,
+    ) -> impl std::future::Future<Output = RawResponse> + Send + 'static {
+        let url = self.post_url.clone();
+        let owned_headers = self.headers.clone();
+        let message = message.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = owned_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            post_json(&url, &headers, &message).await
+        }
     }
 
-    async fn post_accepted(&self, message: &Value) {
-        let resp = self.post(message).await;
-        assert_eq!(resp.status, 202, "POST {message}: {resp:?}");
+    fn post_accepted(
+        &self,
+        message: &Value,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let post = self.post(message);
+        let message = message.clone();
+        async move {
+            let resp = post.await;
+            assert_eq!(resp.status, 202, "POST {message}: {resp:?}");
+        }
     }
 
     /// The next message on the stream; `None` at its end.
