@@ -86,7 +86,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 struct WireOut<'a> {
     jsonrpc: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a JsonRpcId>,
+    /// `Some(None)` writes `"id": null`: JSON-RPC 2.0 requires it on an
+    /// error answering a message whose id could not be read.
+    id: Option<Option<&'a JsonRpcId>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     method: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,7 +232,11 @@ impl Envelope {
         };
         let out = WireOut {
             jsonrpc: "2.0",
-            id: self.id.as_ref(),
+            id: match (&self.id, &self.payload) {
+                (Some(id), _) => Some(Some(id)),
+                (None, Some(ResponsePayload::Error(_))) => Some(None),
+                (None, _) => None,
+            },
             method: self.method.as_deref(),
             params: self.params.as_deref(),
             result,

@@ -114,3 +114,17 @@ fn classification() {
     assert_eq!(Method::parse("tasks/get").action(), "tasks");
     assert_eq!(Method::parse("x/y").action(), "other");
 }
+
+#[test]
+fn errors_without_an_id_say_null() {
+    let env = Envelope::error(None, code::PARSE_ERROR, "parse error", None);
+    assert_eq!(
+        env.to_json(),
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
+    );
+    let note = Envelope::notification("notifications/initialized", None);
+    assert_eq!(
+        note.to_json(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+    );
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Throughput of tools/call through the gateway with JWT authentication on
+# versus off, in the same run: two gateways in front of one demo server, one
+# with `[auth] mode = "jwt"` (HS256 secret from the environment), one without.
+# The bench sends the same minted bearer token on every call, so after the
+# first call the gateway's verified-token cache answers.
+#
+#   scripts/bench-auth.sh                    # 10 s per run, concurrency 32, both eras
+#   BENCH_DURATION_S=5 BENCH_REPEAT=3 scripts/bench-auth.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+duration_s="${BENCH_DURATION_S:-10}"
+concurrency="${BENCH_CONCURRENCY:-32}"
+repeat="${BENCH_REPEAT:-1}"
+if [[ -n "${BENCH_BIN:-}" ]]; then
+    bin="$(realpath "$BENCH_BIN")"
+else
+    cargo build --release --quiet
+    bin="$PWD/target/release/mcp-gateway"
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() {
+    local match
+    for _ in $(seq 100); do
+        if match="$(grep -o -m1 -E "$2" "$1" 2>/dev/null)"; then echo "$match"; return 0; fi
+        sleep 0.1
+    done
+    echo "bench-auth.sh: timed out waiting for /$2/ in $1" >&2; cat "$1" >&2; return 1
+}
+
+"$bin" demo-server --http 127.0.0.1:0 2>"$work/demo.log" &
+pids+=($!)
+backend="$(wait_for "$work/demo.log" 'http://127\.0\.0\.1:[0-9]+/mcp')"
+
+export BENCH_JWT_SECRET="bench-secret-0123456789-0123456789-abcdef"
+issuer="https://idp.bench.invalid"
+audience="https://gateway.bench.invalid/mcp"
+start_gateway() { # NAME AUTH_TOML
+    cat >"$work/$1.toml" <<TOML
+[listen]
+addr = "127.0.0.1:0"
+admin_addr = "127.0.0.1:0"
+$2
+[[backends]]
+name = "demo"
+transport = "streamable_http"
+url = "$backend"
+TOML
+    RUST_LOG=warn,mcp_gateway=info "$bin" serve --config "$work/$1.toml" --log-format json 2>"$work/$1.log" &
+    pids+=($!)
+}
+# Started in this shell (not a command substitution) so cleanup sees the pids.
+gateway_url() { echo "http://$(wait_for "$work/$1.log" '"addr":"127\.0\.0\.1:[0-9]+"' | grep -o -E '127\.0\.0\.1:[0-9]+')/mcp"; }
+start_gateway off ""
+start_gateway on "[auth]
+mode = \"jwt\"
+issuer = \"$issuer\"
+audience = \"$audience\"
+algorithms = [\"HS256\"]
+hs256_secret_env = \"BENCH_JWT_SECRET\""
+off="$(gateway_url off)"
+on="$(gateway_url on)"
+token="$("$bin" token mint --sub bench-user --iss "$issuer" --aud "$audience" --ttl 3600 \
+    --hs256-secret-env BENCH_JWT_SECRET 2>/dev/null)"
+
+run() { # URL ERA [HEADER]
+    local args=(bench --url "$1" --era "$2" --concurrency "$concurrency" --duration-s "$duration_s" \
+        --warmup-s 1 --tool echo --args '{"message":"hi"}' --json)
+    [[ -n "${3:-}" ]] && args+=(--header "$3")
+    "$bin" "${args[@]}"
+}
+field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
+
+echo "machine: $(nproc) cores; concurrency $concurrency; ${duration_s} s per run, best of $repeat" >&2
+echo "| era | auth off rps | JWT rps | ratio | auth off p50 | JWT p50 | errors (off/JWT) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for era in handshake stateless; do
+    best_off=0 best_on=0 p50_off="" p50_on="" err_off=0 err_on=0
+    for _ in $(seq "$repeat"); do
+        r="$(run "$off" "$era")"
+        if awk -v a="$(field rps "$r")" -v b="$best_off" 'BEGIN { exit !(a > b) }'; then best_off="$(field rps "$r")"; p50_off="$(field p50_ms "$r")"; fi
+        err_off=$((err_off + $(field errors "$r")))
+        r="$(run "$on" "$era" "Authorization: Bearer $token")"
+        if awk -v a="$(field rps "$r")" -v b="$best_on" 'BEGIN { exit !(a > b) }'; then best_on="$(field rps "$r")"; p50_on="$(field p50_ms "$r")"; fi
+        err_on=$((err_on + $(field errors "$r")))
+    done
+    awk -v era="$era" -v off="$best_off" -v on="$best_on" -v p0="$p50_off" -v p1="$p50_on" -v e0="$err_off" -v e1="$err_on" \
+        'BEGIN { printf "| %s | %.0f | %.0f | %.0f%% | %.3f ms | %.3f ms | %d / %d |\n", era, off, on, (off > 0 ? 100 * on / off : 0), p0, p1, e0, e1 }'
+done
