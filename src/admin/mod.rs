@@ -7,7 +7,6 @@
 //! needs `Authorization: Bearer <token>` (config refuses a non-loopback
 //! admin address without one).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -172,10 +171,4 @@ async fn lift_revocation(
             json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
         }
     }
-}
-
-/// Binds nothing itself: `serve` binds and passes the listener, so the
-/// bound address can be reported before serving.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}")
 }

@@ -22,6 +22,9 @@ use crate::mcp::envelope::to_raw;
 use crate::mcp::meta::{edit_params, meta_mut, params_object};
 use crate::mcp::{self, Envelope, JsonRpcId, ResponsePayload};
 
+/// Notifications queued towards one bridged listen stream.
+const LISTEN_QUEUE: usize = 256;
+
 /// The notification kinds a listen filter can ask for.
 fn wanted(filter: &Map<String, Value>, method: &str, params: &Value) -> bool {
     let flag = |k: &str| filter.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -72,7 +75,7 @@ pub(super) async fn listen_on_handshake_backend(
             granted.insert(key.into(), true.into());
         }
     }
-    let (tx, mut rx) = mpsc::channel(session_queue(session));
+    let (tx, mut rx) = mpsc::channel(LISTEN_QUEUE);
     let _attachment = conn.attach(tx);
     if let Some(uris) = requested
         .get("resourceSubscriptions")
@@ -136,10 +139,6 @@ pub(super) async fn listen_on_handshake_backend(
     )))
 }
 
-fn session_queue(_session: &Session) -> usize {
-    256
-}
-
 /// For a handshake-era client of a stateless server: the listen request the
 /// gateway keeps open on its behalf, reopened when subscriptions change.
 pub(super) async fn watch_stateless_backend(
@@ -172,7 +171,7 @@ pub(super) async fn watch_stateless_backend(
         filter.insert("resourceSubscriptions".into(), json!(resources));
     }
     let params = to_raw(&json!({"notifications": filter}));
-    let (tx, mut rx) = mpsc::channel::<ClientBound>(256);
+    let (tx, mut rx) = mpsc::channel::<ClientBound>(LISTEN_QUEUE);
     let request = conn.request(
         "subscriptions/listen",
         Some(params),
