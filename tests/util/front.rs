@@ -98,6 +98,37 @@ impl Exchange {
     }
 }
 
+/// What one message means to an exchange waiting for the response to `id`.
+enum Filed {
+    /// It was that response.
+    Done,
+    /// A server→client request; send this answer back.
+    Answer(Value),
+    /// A notification, kept in the exchange.
+    Kept,
+}
+
+/// Files one message of an exchange (both transports read the same way).
+fn file_message(exchange: &mut Exchange, message: Value, id: i64) -> Filed {
+    if is_response(&message) {
+        assert_eq!(
+            message["id"],
+            json!(id),
+            "a response to another request: {message}"
+        );
+        exchange.response = message;
+        return Filed::Done;
+    }
+    if message.get("id").is_some() {
+        let reply = answer(&message);
+        exchange.server_requests.push(message);
+        Filed::Answer(reply)
+    } else {
+        exchange.notifications.push(message);
+        Filed::Kept
+    }
+}
+
 fn request(id: i64, method: &str, mut params: Value, progress: bool) -> Value {
     if progress && let Some(p) = params.as_object_mut() {
         p.insert(
@@ -292,18 +323,10 @@ impl WsClient {
             let Some(message) = self.next_json(left).await else {
                 panic!("the websocket ended before the response to {id}: {exchange:#?}");
             };
-            if is_response(&message) {
-                if message["id"] == json!(id) {
-                    exchange.response = message;
-                    return exchange;
-                }
-                panic!("a response to another request: {message}");
-            }
-            if message.get("id").is_some() {
-                self.send_json(&answer(&message)).await;
-                exchange.server_requests.push(message);
-            } else {
-                exchange.notifications.push(message);
+            match file_message(&mut exchange, message, id) {
+                Filed::Done => return exchange,
+                Filed::Answer(reply) => self.send_json(&reply).await,
+                Filed::Kept => {}
             }
         }
     }
@@ -418,18 +441,10 @@ impl SseClient {
             let Some(message) = self.next_message(left).await else {
                 panic!("the SSE stream ended before the response to {id}: {exchange:#?}");
             };
-            if is_response(&message) {
-                if message["id"] == json!(id) {
-                    exchange.response = message;
-                    return exchange;
-                }
-                panic!("a response to another request: {message}");
-            }
-            if message.get("id").is_some() {
-                self.post_accepted(&answer(&message)).await;
-                exchange.server_requests.push(message);
-            } else {
-                exchange.notifications.push(message);
+            match file_message(&mut exchange, message, id) {
+                Filed::Done => return exchange,
+                Filed::Answer(reply) => self.post_accepted(&reply).await,
+                Filed::Kept => {}
             }
         }
     }
