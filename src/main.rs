@@ -16,6 +16,12 @@ use mcp_gateway::{admin, auth, bench, demo, frontend};
 
 mod token;
 
+// The request path allocates and frees many small buffers from both runtime
+// threads; glibc's allocator spent ~12% of the gateway's CPU there
+// (BENCHMARKS.md). mimalloc's per-thread free lists make that cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mcp-gateway", version, about = "An MCP-aware gateway")]
 struct Cli {

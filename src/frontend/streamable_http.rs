@@ -131,7 +131,7 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     {
         return r.into_response();
     }
-    let principal = match authenticate(&s.gw, &headers).await {
+    let principal = match Box::pin(authenticate(&s.gw, &headers)).await {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
@@ -143,7 +143,7 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
         }
     };
     if text.trim_start().starts_with('[') {
-        return post_batch(s, principal, headers, text).await;
+        return Box::pin(post_batch(s, principal, headers, text)).await;
     }
     let env = match Envelope::parse(text) {
         Ok(env) => env,
@@ -151,7 +151,7 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     };
     let session_id = header_str(&headers, "mcp-session-id").map(str::to_owned);
     if env.method.as_deref() == Some("initialize") && env.kind() == Kind::Request {
-        return initialize(s, principal, route, env).await;
+        return Box::pin(initialize(s, principal, route, env)).await;
     }
     match session_id {
         Some(id) => {
@@ -223,7 +223,7 @@ async fn initialize(s: AppState, principal: Principal, route: Route, env: Envelo
 async fn post_in_session(s: AppState, session: Arc<Session>, env: Envelope) -> Response {
     match env.kind() {
         Kind::Notification => {
-            session.handle_notification(env).await;
+            Box::pin(session.handle_notification(env)).await;
             StatusCode::ACCEPTED.into_response()
         }
         Kind::Response => {
@@ -258,17 +258,16 @@ async fn post_stateless(
         Kind::Response => Reject::StatelessResponse.into_response_with_id(env.id),
         Kind::Notification => StatusCode::ACCEPTED.into_response(),
         Kind::Request if env.method.as_deref() == Some("server/discover") => {
-            let response = s.gw.discover(&principal, &route, &env).await;
+            let response = Box::pin(s.gw.discover(&principal, &route, &env)).await;
             json_response(stateless_status(&response), &response)
         }
         Kind::Request => {
             let context =
-                s.gw.stateless_context(&principal, &route, env.params.as_deref())
-                    .await;
+                Box::pin(s.gw.stateless_context(&principal, &route, env.params.as_deref())).await;
             let (tx, rx) = mpsc::channel(s.gw.config.limits.max_queued_messages);
             let handle =
                 s.gw.tracker
-                    .spawn(async move { Some(context.handle_request(env, tx).await) });
+                    .spawn(async move { Some(Box::pin(context.handle_request(env, tx)).await) });
             // Closing the response stream cancels the call (2026-07-28).
             let guard = AbortOnDrop(handle.abort_handle());
             respond(&s.gw, handle, rx, Era::Stateless, Some(guard)).await
@@ -369,11 +368,15 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
     if env.method.as_deref() != Some("tools/call") {
         return Ok(());
     }
-    let params = mcp::meta::params_object(env.params.as_deref());
-    let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else {
+    let Some(name) = env
+        .params
+        .as_deref()
+        .map(mcp::ParamsProbe::parse)
+        .and_then(|p| p.name)
+    else {
         return Ok(());
     };
-    let Some((index, own)) = route.resolve_name(name) else {
+    let Some((index, own)) = route.resolve_name(&name) else {
         return Ok(());
     };
     let Some(backend) = route.backends.get(index) else {
@@ -383,6 +386,12 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
         return Ok(());
     }
     let declared = backend.tool_headers.get(own);
+    if declared.is_empty() {
+        return Ok(());
+    }
+    // Only now, for a tool that declares routing headers, are the
+    // arguments materialized.
+    let params = mcp::meta::params_object(env.params.as_deref());
     let mut duplicate = None;
     let result = crate::backend::params::check(&declared, params.get("arguments"), |header| {
         let name = format!("mcp-param-{}", header.to_ascii_lowercase());
@@ -587,7 +596,7 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
     if let Err(r) = check_origin(&s.gw, &headers, s.local) {
         return r.into_response();
     }
-    let principal = match authenticate(&s.gw, &headers).await {
+    let principal = match Box::pin(authenticate(&s.gw, &headers)).await {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
@@ -647,7 +656,7 @@ async fn delete(s: AppState, headers: HeaderMap) -> Response {
     if let Err(r) = check_origin(&s.gw, &headers, s.local) {
         return r.into_response();
     }
-    let principal = match authenticate(&s.gw, &headers).await {
+    let principal = match Box::pin(authenticate(&s.gw, &headers)).await {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };

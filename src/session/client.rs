@@ -211,6 +211,19 @@ impl Session {
 
     /// The live connection to upstream `index`, opened (again) if needed.
     async fn conn(self: &Arc<Self>, index: usize) -> Result<Connection, BackendError> {
+        // The common case needs no await; connecting is boxed so that its
+        // large state does not weigh on every request's future.
+        if let Some(upstream) = self.upstreams.get(index)
+            && let Ok(slot) = upstream.conn.try_lock()
+            && let Some((conn, _)) = slot.as_ref()
+            && conn.is_alive()
+        {
+            return Ok(conn.clone());
+        }
+        Box::pin(self.open_conn(index)).await
+    }
+
+    async fn open_conn(self: &Arc<Self>, index: usize) -> Result<Connection, BackendError> {
         let Some(upstream) = self.upstreams.get(index) else {
             return Err(BackendError::Unavailable {
                 backend: String::new(),
@@ -308,7 +321,9 @@ impl Session {
         let tracker = self.gateway.upgrade().map(|g| g.tracker.clone());
         let task_id = id.clone();
         let fut = async move {
-            let response = session.handle_request(env, out).await;
+            // Boxed: the call's state machine is large, and the runtime moves
+            // a task's future several times while spawning and finishing it.
+            let response = Box::pin(session.handle_request(env, out)).await;
             if let (Some(id), Ok(mut f)) = (&task_id, session.in_flight.lock()) {
                 f.remove(id);
             }
@@ -482,9 +497,14 @@ impl Session {
                 | Method::ResourcesTemplatesList,
                 _,
             ) => {
-                return (lists::merged_list(self, call, &env, out).await, None);
+                return (
+                    Box::pin(lists::merged_list(self, call, &env, out)).await,
+                    None,
+                );
             }
-            (Method::LoggingSetLevel, _) => return (lists::broadcast(self, &env, out).await, None),
+            (Method::LoggingSetLevel, _) => {
+                return (Box::pin(lists::broadcast(self, &env, out)).await, None);
+            }
             (Method::ToolsCall | Method::PromptsGet, Target::Tool(name) | Target::Prompt(name)) => {
                 match self.route.resolve_name(name) {
                     Some((index, own)) => {
@@ -554,9 +574,9 @@ impl Session {
             method.as_str(),
             "resources/subscribe" | "resources/unsubscribe"
         ) && self.client.era == Era::Handshake
-            && let Some(response) = self
-                .subscribe_via_listen(index, &env, method == "resources/subscribe")
-                .await
+            && let Some(response) =
+                Box::pin(self.subscribe_via_listen(index, &env, method == "resources/subscribe"))
+                    .await
         {
             return (response, backend);
         }
@@ -590,19 +610,16 @@ impl Session {
         if method == "subscriptions/listen" && self.client.era == Era::Stateless {
             let result = match self.conn(index).await {
                 Ok(conn) if conn.facts().era == Era::Handshake => {
-                    super::listen::listen_on_handshake_backend(
+                    Box::pin(super::listen::listen_on_handshake_backend(
                         self,
                         conn,
                         id.clone(),
                         env.params.as_deref(),
                         out,
-                    )
+                    ))
                     .await
                 }
-                Ok(_) => {
-                    self.forward_listen(index, env.params, out, id.clone())
-                        .await
-                }
+                Ok(_) => Box::pin(self.forward_listen(index, env.params, out, id.clone())).await,
                 Err(e) => Err(e),
             };
             let response = match result {
@@ -704,7 +721,7 @@ impl Session {
                         .unwrap_or("")
                         .to_owned();
                     let req_params = request.get("params").map(to_raw);
-                    let answer = self.ask_client(&method, req_params, out).await;
+                    let answer = Box::pin(self.ask_client(&method, req_params, out)).await;
                     match answer {
                         ResponsePayload::Result(r) => {
                             responses.insert(
@@ -777,17 +794,16 @@ impl Session {
             let conn = self.conn(index).await?;
             let (tx, mut rx) = mpsc::channel::<ClientBound>(self.queue);
             let result = {
-                let request = conn.request(method, params.clone(), Some(tx), timeout);
-                tokio::pin!(request);
+                let mut request = Box::pin(conn.request(method, params.clone(), Some(tx), timeout));
                 loop {
                     tokio::select! {
                         r = &mut request => break r,
-                        Some(msg) = rx.recv() => self.relay(msg, Some(out)).await,
+                        Some(msg) = rx.recv() => Box::pin(self.relay(msg, Some(out))).await,
                     }
                 }
             };
             while let Ok(msg) = rx.try_recv() {
-                self.relay(msg, Some(out)).await;
+                Box::pin(self.relay(msg, Some(out))).await;
             }
             match result {
                 Err(BackendError::Unavailable { ref reason, .. })

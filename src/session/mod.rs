@@ -72,6 +72,10 @@ pub enum SessionError {
 impl Gateway {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Arc<Gateway> {
         let http = reqwest::Client::builder()
+            // A backend answers where it is configured: a redirect is never
+            // followed (it could carry minted credentials elsewhere), and the
+            // redirect policy's per-request URL parsing is saved.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
@@ -214,16 +218,19 @@ impl Gateway {
         route: &Route,
         params: Option<&RawValue>,
     ) -> Arc<Session> {
-        let meta = mcp::meta::params_object(params)
-            .get("_meta")
-            .cloned()
-            .unwrap_or(Value::Null);
+        // Only `_meta` is read; the rest of params (arguments) stays unparsed.
+        let meta = params
+            .map(mcp::ParamsProbe::parse)
+            .and_then(|p| p.meta)
+            .unwrap_or_default();
         // Clients declaring different capabilities get different backend
         // sessions: a handshake-era server decides at `initialize` which
         // tools (sampling, elicitation, roots) it offers.
         let capabilities = meta
-            .get(mcp::META_CLIENT_CAPABILITIES)
-            .map(Value::to_string)
+            .client_capabilities
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c.get()).ok())
+            .map(|c| c.to_string())
             .unwrap_or_default();
         let key = format!("{}#{}#{capabilities}", principal.binding_key(), route.key);
         let mut contexts = self.stateless.lock().await;
@@ -237,15 +244,14 @@ impl Gateway {
             protocol_version: mcp::V2026.to_owned(),
             connect: ConnectParams {
                 client_version: mcp::V2026.to_owned(),
-                client_info: to_raw(meta.get(mcp::META_CLIENT_INFO).unwrap_or(
-                    &serde_json::json!({
+                client_info: meta.client_info.unwrap_or_else(|| {
+                    to_raw(&serde_json::json!({
                         "name": "mcp-gateway-stateless-client", "version": "0"
-                    }),
-                )),
-                client_capabilities: to_raw(
-                    meta.get(mcp::META_CLIENT_CAPABILITIES)
-                        .unwrap_or(&serde_json::json!({})),
-                ),
+                    }))
+                }),
+                client_capabilities: meta
+                    .client_capabilities
+                    .unwrap_or_else(|| to_raw(&serde_json::json!({}))),
                 credentials: crate::backend::credentials::Credentials::caller(principal),
             },
         };
