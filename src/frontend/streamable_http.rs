@@ -373,7 +373,7 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
     let Some(name) = params.get("name").and_then(serde_json::Value::as_str) else {
         return Ok(());
     };
-    let Some((index, own)) = route.resolve_name(name) else {
+    let Some((index, own)) = route.resolve_tool(name) else {
         return Ok(());
     };
     let Some(backend) = route.backends.get(index) else {
@@ -382,7 +382,7 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
     if !backend.tool_headers.known() {
         return Ok(());
     }
-    let declared = backend.tool_headers.get(own);
+    let declared = backend.tool_headers.get(&own);
     let mut duplicate = None;
     let result = crate::backend::params::check(&declared, params.get("arguments"), |header| {
         let name = format!("mcp-param-{}", header.to_ascii_lowercase());
