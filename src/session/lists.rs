@@ -243,7 +243,11 @@ fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
         .templates
         .iter()
         .filter(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
-        .max_by_key(|(prefix, _)| prefix.len())
+        // The longest prefix wins; among equals, the first backend.
+        .fold(None::<&(String, usize)>, |best, t| match best {
+            Some(b) if b.0.len() >= t.0.len() => Some(b),
+            _ => Some(t),
+        })
         .map(|(_, index)| Resolved {
             index: *index,
             own: uri.to_owned(),
@@ -620,6 +624,12 @@ fn index_catalog(lists: &mut Lists, kind: ListKind, merged: &Merged) {
                         lists
                             .uris
                             .insert(public.to_owned(), (index, own.to_owned()));
+                        // The bare form of a URI several backends list goes
+                        // to the first of them (configuration order).
+                        lists
+                            .uris
+                            .entry(own.to_owned())
+                            .or_insert((index, own.to_owned()));
                     }
                 }
             }

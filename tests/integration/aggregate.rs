@@ -1,0 +1,346 @@
+//! Several backends as one (issue 5): merged lists paged by the gateway's
+//! signed cursors, the catalog cache and list_changed, curation, routing of
+//! progress, and partial vs strict failure with a backend killed and
+//! restarted. Backends are real processes: `tests/interop/paged_server.py`
+//! (a Python SDK server whose catalog size the test picks), the Python SDK
+//! demo server over legacy SSE, our demo server.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::Gateway;
+use crate::util::drivers::{interop_dir, venv_python};
+use crate::util::http::McpSession;
+use crate::util::servers::{PyDemoServer, toml_string};
+
+/// `[[backends]]` running `paged_server.py NAME COUNT PAGE` over stdio.
+fn paged_backend(name: &str, count: usize, page: usize, extra: &str) -> String {
+    let python = venv_python();
+    let script = interop_dir().join("paged_server.py");
+    format!(
+        "[[backends]]\nname = \"{name}\"\ntransport = \"stdio\"\nprotocol = \"2025-11-25\"\ncommand = [{}, {}, \"{name}\", \"{count}\", \"{page}\"]\n{extra}\n",
+        toml_string(&python.to_string_lossy()),
+        toml_string(&script.to_string_lossy()),
+    )
+}
+
+fn gateway(multiplex: &str, backends: &str) -> Gateway {
+    Gateway::start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n[multiplex]\n{multiplex}\n{backends}"
+    ))
+}
+
+fn names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn text(rpc: &Value) -> String {
+    rpc["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text result: {rpc}"))
+        .to_owned()
+}
+
+fn error_code(rpc: &Value) -> i64 {
+    rpc["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {rpc}"))
+}
+
+async fn call(session: &mut McpSession, name: &str, arguments: Value) -> Value {
+    session
+        .request("tools/call", json!({"name": name, "arguments": arguments}))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_list_pages_a_500_tool_and_a_3_tool_backend_with_signed_cursors() {
+    let backends = format!(
+        "{}{}",
+        paged_backend("big", 500, 100, ""),
+        paged_backend("small", 3, 100, "")
+    );
+    let gw = gateway("", &backends);
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+
+    // Walk the pages by hand: one gateway page per backend page, big first.
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    let mut cursors: Vec<Value> = Vec::new();
+    let mut params = json!({});
+    for _ in 0..20 {
+        let rpc = s.request("tools/list", params.clone()).await;
+        let result = &rpc["result"];
+        pages.push(names(result["tools"].as_array().expect("tools")));
+        match result.get("nextCursor") {
+            Some(c) if !c.is_null() => {
+                assert!(c.is_string(), "{c}");
+                cursors.push(c.clone());
+                params = json!({"cursor": c});
+            }
+            _ => break,
+        }
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [100, 100, 100, 100, 100, 3, 6], "{pages:?}");
+    let all: Vec<String> = pages.concat();
+    assert_eq!(all[0], "big__tool_0");
+    assert_eq!(all[499], "big__tool_499");
+    assert_eq!(all[503], "small__tool_0");
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "no tool twice");
+
+    // A cursor can be replayed (deterministic), but not forged or moved.
+    let again = s.request("tools/list", json!({"cursor": cursors[2]})).await;
+    assert_eq!(
+        names(again["result"]["tools"].as_array().expect("tools")),
+        pages[3]
+    );
+    let good = cursors[0].as_str().expect("string cursor");
+    let mut tampered = good.to_owned();
+    let last = tampered.pop().expect("non-empty");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [
+        json!(tampered),
+        json!("not-a-cursor"),
+        json!(42),
+        json!(format!(
+            "{}.AAAAAAAAAAAAAAAAAAAAAA",
+            good.split('.').next().unwrap_or("")
+        )),
+    ] {
+        let rpc = s.request("tools/list", json!({"cursor": bad})).await;
+        assert_eq!(error_code(&rpc), -32602, "{bad}: {rpc}");
+    }
+    // A tools/list cursor is not a prompts/list cursor.
+    let rpc = s
+        .request("prompts/list", json!({"cursor": cursors[0]}))
+        .await;
+    assert_eq!(error_code(&rpc), -32602, "{rpc}");
+    // Nor one of another gateway process (another key).
+    let other = gateway("", &backends);
+    let mut o = McpSession::initialize(&other.url(), "2025-11-25", &[]).await;
+    let rpc = o.request("tools/list", json!({"cursor": cursors[0]})).await;
+    assert_eq!(error_code(&rpc), -32602, "{rpc}");
+
+    // Calls route by prefix to the right process.
+    let rpc = call(&mut s, "big__tool_499", json!({"a": 1, "b": 2})).await;
+    assert_eq!(text(&rpc), r#"big:tool_499:{"a": 1, "b": 2}"#);
+    let rpc = call(&mut s, "small__tool_2", json!({"a": 3, "b": 4})).await;
+    assert_eq!(text(&rpc), r#"small:tool_2:{"a": 3, "b": 4}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_list_is_served_from_the_catalog_until_list_changed() {
+    let backends = format!(
+        "{}{}",
+        paged_backend("one", 3, 100, ""),
+        paged_backend("two", 2, 100, "")
+    );
+    let gw = gateway("catalog_ttl_s = 600", &backends);
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    let first = s.list_all("tools/list", "tools").await;
+    assert_eq!(first.len(), 6 + 5, "{:?}", names(&first));
+    let before: u64 = text(&call(&mut s, "one__lists", json!({})).await)
+        .parse()
+        .expect("a count");
+    for _ in 0..5 {
+        let again = s.list_all("tools/list", "tools").await;
+        assert_eq!(names(&again), names(&first));
+    }
+    let after: u64 = text(&call(&mut s, "one__lists", json!({})).await)
+        .parse()
+        .expect("a count");
+    assert_eq!(after, before, "lists were answered from the catalog");
+
+    // The backend adds a tool and says so: the gateway re-reads and
+    // re-announces.
+    let mut stream = s.get_stream(None).await;
+    let added = text(&call(&mut s, "two__add_tool", json!({})).await);
+    assert_eq!(added, "extra_0");
+    let mut announced = false;
+    for _ in 0..20 {
+        match stream.next_message(Duration::from_secs(5)).await {
+            Some(m) if m["method"] == "notifications/tools/list_changed" => {
+                announced = true;
+                break;
+            }
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    assert!(announced, "list_changed reached the client");
+    let fresh = names(&s.list_all("tools/list", "tools").await);
+    assert!(fresh.contains(&"two__extra_0".to_owned()), "{fresh:?}");
+    let rpc = call(&mut s, "two__extra_0", json!({"a": 1, "b": 1})).await;
+    assert_eq!(text(&rpc), r#"two:extra_0:{"a": 1, "b": 1}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_from_two_backends_at_once_reaches_the_right_calls() {
+    let backends = format!(
+        "{}{}",
+        paged_backend("one", 1, 100, ""),
+        paged_backend("two", 1, 100, "")
+    );
+    let gw = gateway("", &backends);
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    let (id_one, mut one) = s
+        .open_request(
+            "tools/call",
+            json!({"name": "one__slow", "arguments": {"steps": 4}, "_meta": {"progressToken": "tok-one"}}),
+        )
+        .await;
+    let (id_two, mut two) = s
+        .open_request(
+            "tools/call",
+            json!({"name": "two__slow", "arguments": {"steps": 4}, "_meta": {"progressToken": 7}}),
+        )
+        .await;
+    let (m_one, m_two) = tokio::join!(
+        one.until_response(&id_one, Duration::from_secs(20)),
+        two.until_response(&id_two, Duration::from_secs(20))
+    );
+    for (messages, token, backend) in [(&m_one, json!("tok-one"), "one"), (&m_two, json!(7), "two")]
+    {
+        let progress: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
+        assert_eq!(progress.len(), 4, "{messages:#?}");
+        for p in progress {
+            assert_eq!(p["params"]["progressToken"], token, "{p}");
+            let message = p["params"]["message"].as_str().unwrap_or("");
+            assert!(message.starts_with(backend), "{p}");
+        }
+        let last = messages.last().expect("a response");
+        assert_eq!(
+            last["result"]["content"][0]["text"],
+            format!("{backend} done")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curation_include_exclude_rename_description_pin() {
+    let curated = "[backends.tools]\ninclude = [\"tool_*\", \"lists\"]\nexclude = [\"tool_2\"]\nrename = { tool_0 = \"sum\" }\ndescription = { tool_1 = \"pinned a\" }\npin = { tool_1 = { a = 7 } }\n";
+    let backends = format!(
+        "{}{}",
+        paged_backend("cur", 3, 100, curated),
+        paged_backend("plain", 1, 100, "")
+    );
+    let gw = gateway("", &backends);
+    for (url, prefix) in [(gw.url(), "cur__"), (gw.server_url("cur"), "")] {
+        let mut s = McpSession::initialize(&url, "2025-11-25", &[]).await;
+        let tools = s.list_all("tools/list", "tools").await;
+        let shown: Vec<String> = names(&tools)
+            .into_iter()
+            .filter(|n| n.starts_with(prefix) && !n.starts_with("plain__"))
+            .collect();
+        let want: Vec<String> = ["sum", "tool_1", "lists"]
+            .iter()
+            .map(|n| format!("{prefix}{n}"))
+            .collect();
+        assert_eq!(shown, want, "{url}");
+        let pinned = tools
+            .iter()
+            .find(|t| t["name"] == format!("{prefix}tool_1"))
+            .expect("tool_1");
+        assert_eq!(pinned["description"], "pinned a");
+        assert_eq!(
+            pinned["inputSchema"]["properties"],
+            json!({"b": {"type": "number"}}),
+            "{pinned}"
+        );
+        assert_eq!(pinned["inputSchema"]["required"], json!(["b"]));
+
+        let rpc = call(&mut s, &format!("{prefix}sum"), json!({"a": 1, "b": 2})).await;
+        assert_eq!(text(&rpc), r#"cur:tool_0:{"a": 1, "b": 2}"#, "{url}");
+        let rpc = call(&mut s, &format!("{prefix}tool_1"), json!({"a": 99, "b": 2})).await;
+        assert_eq!(text(&rpc), r#"cur:tool_1:{"a": 7, "b": 2}"#, "{url}");
+        for hidden in ["tool_0", "tool_2", "add_tool", "slow"] {
+            let rpc = call(
+                &mut s,
+                &format!("{prefix}{hidden}"),
+                json!({"a": 1, "b": 1}),
+            )
+            .await;
+            assert_eq!(error_code(&rpc), -32602, "{url} {hidden}: {rpc}");
+        }
+    }
+}
+
+async fn try_initialize(url: &str) -> Value {
+    let r = crate::util::http::post_json(
+        url,
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}}),
+    )
+    .await;
+    r.rpc()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_killed_mid_test_partial_leaves_it_out_strict_fails_then_it_reappears() {
+    let mut py = PyDemoServer::start_sse();
+    let port = py.port();
+    let backends = format!(
+        "[[backends]]\nname = \"py\"\ntransport = \"sse\"\nurl = \"{}\"\ntimeout_s = 5\n{}",
+        py.sse_url(),
+        paged_backend("local", 2, 100, "")
+    );
+    let partial = gateway("catalog_ttl_s = 0", &backends);
+    let strict = gateway("failure_mode = \"strict\"\ncatalog_ttl_s = 0", &backends);
+    let mut p = McpSession::initialize(&partial.url(), "2025-11-25", &[]).await;
+    let mut s = McpSession::initialize(&strict.url(), "2025-11-25", &[]).await;
+    for session in [&mut p, &mut s] {
+        let all = names(&session.list_all("tools/list", "tools").await);
+        assert!(all.contains(&"py__echo".to_owned()), "{all:?}");
+        assert!(all.contains(&"local__tool_0".to_owned()), "{all:?}");
+    }
+
+    py.kill();
+    // partial: the dead backend is left out, its calls get -32010, the
+    // other backend keeps serving.
+    let all = names(&p.list_all("tools/list", "tools").await);
+    assert!(!all.iter().any(|n| n.starts_with("py__")), "{all:?}");
+    assert!(all.contains(&"local__tool_0".to_owned()), "{all:?}");
+    let rpc = call(&mut p, "py__echo", json!({"message": "hi"})).await;
+    assert_eq!(error_code(&rpc), -32010, "{rpc}");
+    assert_eq!(rpc["error"]["data"]["backend"], "py", "{rpc}");
+    let rpc = call(&mut p, "local__tool_0", json!({"a": 1, "b": 2})).await;
+    assert_eq!(text(&rpc), r#"local:tool_0:{"a": 1, "b": 2}"#);
+    partial.wait_for_log(Duration::from_secs(5), |l| {
+        l["fields"]["message"] == "backend left out of a merged list"
+    });
+    // strict: lists and new sessions fail as a whole.
+    let rpc = s.request("tools/list", json!({})).await;
+    assert_eq!(error_code(&rpc), -32010, "{rpc}");
+    let rpc = try_initialize(&strict.url()).await;
+    assert_eq!(error_code(&rpc), -32010, "{rpc}");
+
+    // It comes back on the same port: both modes list it again.
+    let _py = PyDemoServer::start_sse_on(port);
+    for session in [&mut p, &mut s] {
+        let mut back = false;
+        for _ in 0..40 {
+            let rpc = session.request("tools/list", json!({})).await;
+            if rpc.get("result").is_some() {
+                let all = names(&session.list_all("tools/list", "tools").await);
+                if all.contains(&"py__echo".to_owned()) {
+                    back = true;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(back, "the restarted backend reappears");
+        let rpc = call(session, "py__echo", json!({"message": "back"})).await;
+        assert_eq!(text(&rpc), "back");
+    }
+}
