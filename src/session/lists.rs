@@ -985,4 +985,42 @@ mod tests {
             Err(CursorError::NotAString)
         );
     }
+
+    fn list(ttl_ms: Option<u64>, private: bool) -> Option<Arc<BackendList>> {
+        Some(Arc::new(BackendList {
+            pages: Vec::new(),
+            ttl_ms,
+            private,
+        }))
+    }
+
+    fn hints(backends: Vec<Option<Arc<BackendList>>>) -> (u64, bool) {
+        let merged = Merged {
+            fetched: Instant::now(),
+            ttl: Duration::from_secs(60),
+            backends,
+        };
+        let (ttl, private) = cache_hints(&merged);
+        // Rounded down to whole seconds: the snapshot ages while we look.
+        (ttl / 1000 * 1000, private)
+    }
+
+    #[test]
+    fn merged_cache_hints_take_the_least_ttl_and_any_private() {
+        assert_eq!(
+            hints(vec![list(Some(30_000), false), list(Some(10_500), false)]),
+            (10_000, false)
+        );
+        assert_eq!(
+            hints(vec![list(Some(30_000), false), list(Some(20_000), true)]),
+            (20_000, true)
+        );
+        // A handshake-era part says nothing: not cacheable, private.
+        assert_eq!(
+            hints(vec![list(Some(30_000), false), list(None, true)]),
+            (0, true)
+        );
+        // A backend left out does not count.
+        assert_eq!(hints(vec![list(Some(5_000), false), None]), (5_000, false));
+    }
 }

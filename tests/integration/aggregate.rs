@@ -344,3 +344,110 @@ async fn a_backend_killed_mid_test_partial_leaves_it_out_strict_fails_then_it_re
         assert_eq!(text(&rpc), "back");
     }
 }
+
+/// The keys of a scenario's output that must match the server's own answers
+/// when the scenario runs through the merged route with `--prefix`.
+fn same_keys(direct: &Value, merged: &Value, keys: &[&str], what: &str) {
+    for key in keys {
+        assert_eq!(
+            direct.get(*key),
+            merged.get(*key),
+            "{what}: {key} differs\ndirect: {direct}\nmerged: {merged}"
+        );
+        assert!(direct.get(*key).is_some(), "{what}: no {key} in {direct}");
+    }
+}
+
+/// Three real servers with overlapping tool names (`echo` on two of them,
+/// `demo://readme` too) behind one route; the Python SDK client in both eras
+/// and the TypeScript SDK client use each through the merged route (names
+/// prefixed) and through `/servers/{backend}`.
+#[test]
+fn sdk_clients_through_the_merged_route_to_three_real_servers() {
+    use crate::util::servers::toml_array;
+    use crate::util::{DemoServer, Everything, py_client, ts_client};
+    let py = PyDemoServer::start_http();
+    let config = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = {}\n\
+         [[backends]]\nname = \"py\"\ntransport = \"streamable_http\"\nurl = {}\n\
+         [[backends]]\nname = \"everything\"\ntransport = \"stdio\"\ncommand = {}\n",
+        toml_array(&DemoServer::stdio_argv()),
+        toml_string(&py.url()),
+        toml_array(&Everything::stdio_argv()),
+    );
+    let gw = Gateway::start(&config);
+    let merged = gw.url();
+    let demo_keys = [
+        "echo",
+        "delete_item",
+        "slow_count",
+        "ask_user",
+        "summarize",
+        "readme",
+        "item_42",
+        "greet",
+        "complete",
+        "elicitations",
+        "samplings",
+    ];
+    // The Python SDK server: `demo://…` resources also exist on `demo`, which
+    // is listed first and so serves the bare URIs.
+    let py_keys = [
+        "echo",
+        "delete_item",
+        "slow_count",
+        "ask_user",
+        "summarize",
+        "greet",
+        "complete",
+    ];
+    let everything_keys = [
+        "echo",
+        "get_sum",
+        "features_md",
+        "simple_prompt",
+        "args_prompt",
+        "complete",
+        "long_running",
+    ];
+
+    let direct_demo = py_client("legacy", &DemoServer::stdio_target(), "demo-full", &[]);
+    let direct_py = py_client("legacy", &py.url(), "demo-full", &[]);
+    let direct_everything = py_client("legacy", &Everything::stdio_target(), "everything", &[]);
+    for mode in ["auto", "legacy"] {
+        let out = py_client(mode, &merged, "demo-full", &["--prefix", "demo__"]);
+        same_keys(&direct_demo, &out, &demo_keys, &format!("py {mode} demo"));
+        let out = py_client(mode, &merged, "demo-full", &["--prefix", "py__"]);
+        same_keys(&direct_py, &out, &py_keys, &format!("py {mode} py"));
+        let out = py_client(mode, &merged, "everything", &["--prefix", "everything__"]);
+        same_keys(
+            &direct_everything,
+            &out,
+            &everything_keys,
+            &format!("py {mode} everything"),
+        );
+    }
+    let out = ts_client("legacy", &merged, "demo-full", &["--prefix", "demo__"]);
+    let ts_direct_demo = ts_client("legacy", &DemoServer::stdio_target(), "demo-full", &[]);
+    same_keys(&ts_direct_demo, &out, &demo_keys, "ts demo");
+    let out = ts_client(
+        "legacy",
+        &merged,
+        "everything",
+        &["--prefix", "everything__"],
+    );
+    let ts_direct_everything = ts_client("legacy", &Everything::stdio_target(), "everything", &[]);
+    same_keys(
+        &ts_direct_everything,
+        &out,
+        &everything_keys,
+        "ts everything",
+    );
+
+    // One server as itself: the whole scenario is the server's own.
+    let out = py_client("legacy", &gw.server_url("py"), "demo-full", &[]);
+    assert_eq!(out, direct_py, "py legacy /servers/py");
+    let out = ts_client("legacy", &gw.server_url("everything"), "everything", &[]);
+    assert_eq!(out, ts_direct_everything, "ts /servers/everything");
+}
