@@ -907,3 +907,21 @@ fn tool_curation_and_multiplex() {
         )],
     );
 }
+
+/// The shipped examples load.
+#[test]
+fn examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.map(|e| e.path()).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Err(errors) = load_str(&text, &path.display().to_string(), &env) {
+                panic!("{errors}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example in {}", dir.display());
+}

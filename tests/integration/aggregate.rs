@@ -451,3 +451,56 @@ fn sdk_clients_through_the_merged_route_to_three_real_servers() {
     let out = ts_client("legacy", &gw.server_url("everything"), "everything", &[]);
     assert_eq!(out, ts_direct_everything, "ts /servers/everything");
 }
+
+/// `examples/two-backends.toml`, with its commands pointed at this build and
+/// the installed server-everything, serves what its comments promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backends_example_serves_what_it_says() {
+    use crate::util::servers::toml_array;
+    use crate::util::{DemoServer, Everything};
+    let path = crate::util::drivers::repo_root().join("examples/two-backends.toml");
+    let example = std::fs::read_to_string(&path).expect("the example");
+    let config = example
+        .replace("addr = \"127.0.0.1:8080\"", "addr = \"127.0.0.1:0\"")
+        .replace(
+            "admin_addr = \"127.0.0.1:9090\"",
+            "admin_addr = \"127.0.0.1:0\"",
+        )
+        .replace(
+            "[\"mcp-gateway\", \"demo-server\"]",
+            &toml_array(&DemoServer::stdio_argv()),
+        )
+        .replace(
+            "[\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]",
+            &toml_array(&Everything::stdio_argv()),
+        );
+    assert_ne!(config, example, "the example's commands were replaced");
+    let gw = Gateway::start(&config);
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    let tools = s.list_all("tools/list", "tools").await;
+    let everything: Vec<String> = names(&tools)
+        .into_iter()
+        .filter(|n| n.starts_with("everything__"))
+        .collect();
+    assert!(
+        everything.contains(&"everything__sum".to_owned()),
+        "{everything:?}"
+    );
+    assert!(
+        everything.contains(&"everything__echo".to_owned()),
+        "{everything:?}"
+    );
+    assert!(
+        !everything
+            .iter()
+            .any(|n| n == "everything__get-env" || n == "everything__get-sum"),
+        "{everything:?}"
+    );
+    assert!(names(&tools).contains(&"demo__echo".to_owned()));
+    let rpc = call(&mut s, "everything__sum", json!({"b": 41})).await;
+    assert!(text(&rpc).contains("42"), "{rpc}");
+    let rpc = call(&mut s, "everything__get-env", json!({})).await;
+    assert_eq!(error_code(&rpc), -32602, "{rpc}");
+    let rpc = call(&mut s, "demo__echo", json!({"message": "hi"})).await;
+    assert_eq!(text(&rpc), "hi");
+}
