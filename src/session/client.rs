@@ -509,6 +509,9 @@ impl Session {
                 return (lists::merged_list(self, call, &env, out).await, None);
             }
             (Method::LoggingSetLevel, _) => return (lists::broadcast(self, &env, out).await, None),
+            (Method::SubscriptionsListen, _) if self.client.era == Era::Stateless => {
+                return (super::listen::listen_fan_out(self, env, out).await, None);
+            }
             (Method::PromptsGet, Target::Prompt(name)) => match self.route.resolve_name(name) {
                 Some((index, own)) => {
                     let own = own.to_owned();

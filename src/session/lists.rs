@@ -216,6 +216,18 @@ pub(super) async fn resolve_uri(session: &Arc<Session>, uri: &str, out: &Out) ->
     lookup_uri(session, uri)
 }
 
+/// The URI clients know for backend `index`'s `own` URI: `{backend}+{uri}`
+/// when the catalog lists it so (two backends list it), else as it is.
+pub(super) fn public_uri(session: &Session, index: usize, own: &str) -> String {
+    let prefixed = format!("{}{URI_SEPARATOR}{own}", session.upstream_name(index));
+    let known = session
+        .catalog
+        .lists
+        .lock()
+        .is_ok_and(|l| l.uris.contains_key(&prefixed));
+    if known { prefixed } else { own.to_owned() }
+}
+
 fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
     let lists = session.catalog.lists.lock().ok()?;
     if let Some((index, own)) = lists.uris.get(uri) {

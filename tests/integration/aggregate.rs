@@ -504,3 +504,128 @@ async fn two_backends_example_serves_what_it_says() {
     let rpc = call(&mut s, "demo__echo", json!({"message": "hi"})).await;
     assert_eq!(text(&rpc), "hi");
 }
+
+/// A stateless client's `subscriptions/listen` on the merged route: one
+/// acknowledgement for both backends (one handshake-era, one 2026-07-28),
+/// then list_changed from either, and resources/updated under the public
+/// `{backend}+{uri}` of a URI both backends list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_fans_out_to_the_backends_with_one_acknowledgement() {
+    use crate::util::DemoServer;
+    use crate::util::http::{modern_body, modern_headers, modern_request, open_stream};
+    use crate::util::servers::toml_array;
+    let demo = toml_array(&DemoServer::stdio_argv());
+    let gw = Gateway::start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"old\"\ntransport = \"stdio\"\nprotocol = \"2025-11-25\"\ncommand = {demo}\n\
+         [[backends]]\nname = \"new\"\ntransport = \"stdio\"\ncommand = {demo}\n"
+    ));
+    let url = gw.url();
+    // Both list demo://counter: the merged list tells them apart.
+    let r = modern_request(&url, 1, "resources/list", json!({}), &[]).await;
+    let mut uris: Vec<String> = Vec::new();
+    let mut body = r.rpc();
+    for _ in 0..10 {
+        for res in body["result"]["resources"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            uris.push(res["uri"].as_str().unwrap_or("").to_owned());
+        }
+        match body["result"].get("nextCursor") {
+            Some(c) if !c.is_null() => {
+                body = modern_request(&url, 1, "resources/list", json!({"cursor": c}), &[])
+                    .await
+                    .rpc();
+            }
+            _ => break,
+        }
+    }
+    assert!(uris.contains(&"old+demo://counter".to_owned()), "{uris:?}");
+    assert!(uris.contains(&"new+demo://counter".to_owned()), "{uris:?}");
+    assert!(!uris.contains(&"demo://counter".to_owned()), "{uris:?}");
+
+    let params = json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["new+demo://counter"]}});
+    let headers = modern_headers("subscriptions/listen", &params);
+    let hr: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut stream = open_stream(
+        &url,
+        &hr,
+        Some(&modern_body(
+            json!("listen-1"),
+            "subscriptions/listen",
+            params,
+        )),
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let first = stream
+        .next_message(Duration::from_secs(15))
+        .await
+        .expect("an acknowledgement");
+    assert_eq!(
+        first["method"], "notifications/subscriptions/acknowledged",
+        "{first}"
+    );
+    assert_eq!(
+        first["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "listen-1"
+    );
+    assert_eq!(
+        first["params"]["notifications"]["toolsListChanged"], true,
+        "{first}"
+    );
+    assert_eq!(
+        first["params"]["notifications"]["resourceSubscriptions"],
+        json!(["new+demo://counter"]),
+        "{first}"
+    );
+    let mut seen = Vec::new();
+    for (i, (tool, wanted)) in [
+        ("old__toggle_extra_tool", "notifications/tools/list_changed"),
+        ("new__toggle_extra_tool", "notifications/tools/list_changed"),
+        ("new__bump_counter", "notifications/resources/updated"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = modern_request(
+            &url,
+            10 + i as i64,
+            "tools/call",
+            json!({"name": tool, "arguments": {}}),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{tool}: {r:?}");
+        let mut found = None;
+        for _ in 0..20 {
+            match stream.next_message(Duration::from_secs(10)).await {
+                Some(m) if m["method"] == "notifications/subscriptions/acknowledged" => {
+                    panic!("a second acknowledgement: {m}")
+                }
+                Some(m) if m["method"] == wanted => {
+                    found = Some(m);
+                    break;
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let m = found.unwrap_or_else(|| panic!("{tool}: no {wanted}"));
+        assert_eq!(
+            m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "listen-1",
+            "{m}"
+        );
+        seen.push(m);
+    }
+    assert_eq!(
+        seen[2]["params"]["uri"], "new+demo://counter",
+        "{}",
+        seen[2]
+    );
+}
