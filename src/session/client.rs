@@ -229,13 +229,39 @@ impl Session {
             .backend
             .connect(&self.principal.binding_key(), &self.client.connect)
             .await?;
-        let attachment = conn.attach(self.unrelated.clone());
+        let attachment = conn.attach(self.unrelated_sink(index));
         *slot = Some((conn.clone(), attachment));
         drop(slot);
         if self.client.era == Era::Handshake && conn.facts().era == Era::Stateless {
             self.restart_watcher(index, conn.clone());
         }
         Ok(conn)
+    }
+
+    /// Where upstream `index` delivers what no call claims. On a
+    /// multiplexed route a relay task first puts resource URIs in their
+    /// public form (`{backend}+{uri}` when two backends list one); it ends
+    /// with the connection's attachment.
+    fn unrelated_sink(self: &Arc<Self>, index: usize) -> crate::backend::Sink {
+        if self.upstreams.len() < 2 {
+            return self.unrelated.clone();
+        }
+        let (tx, mut rx) = mpsc::channel::<ClientBound>(self.queue);
+        let weak = Arc::downgrade(self);
+        let unrelated = self.unrelated.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let Some(session) = weak.upgrade() else {
+                    return;
+                };
+                let msg = lists::from_backend(&session, index, msg);
+                drop(session);
+                if unrelated.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tx
     }
 
     /// (Re)opens the listen request that feeds a handshake-era client's GET

@@ -199,7 +199,8 @@ pub(super) async fn watch_stateless_backend(
                             meta.remove(mcp::META_SUBSCRIPTION_ID);
                         }
                     }));
-                    session.relay(ClientBound::Notification { method, params }, None).await;
+                    let msg = super::lists::from_backend(&session, index, ClientBound::Notification { method, params });
+                    session.relay(msg, None).await;
                 }
             }
         }

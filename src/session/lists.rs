@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::backend_error_response;
 use super::client::{Out, Session};
-use crate::backend::{BackendError, ServerFacts};
+use crate::backend::{BackendError, ClientBound, ServerFacts};
 use crate::config::FailureMode;
 use crate::mcp::envelope::to_raw;
 use crate::mcp::meta::edit_params;
@@ -228,8 +228,29 @@ pub(super) fn public_uri(session: &Session, index: usize, own: &str) -> String {
     if known { prefixed } else { own.to_owned() }
 }
 
+/// A message backend `index` sent outside any call, with resource URIs in
+/// their public form.
+pub(super) fn from_backend(session: &Session, index: usize, msg: ClientBound) -> ClientBound {
+    match msg {
+        ClientBound::Notification { method, params }
+            if method == "notifications/resources/updated" =>
+        {
+            let params = params.map(|p| {
+                edit_params(Some(&p), |p| {
+                    if let Some(Value::String(uri)) = p.get("uri") {
+                        let public = public_uri(session, index, uri);
+                        p.insert("uri".into(), Value::String(public));
+                    }
+                })
+            });
+            ClientBound::Notification { method, params }
+        }
+        other => other,
+    }
+}
+
 fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
-    let lists = session.catalog.lists.lock().ok()?;
+    let mut lists = session.catalog.lists.lock().ok()?;
     if let Some((index, own)) = lists.uris.get(uri) {
         return Some(Resolved {
             index: *index,
@@ -245,6 +266,12 @@ fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
             .iter()
             .position(|b| b.name() == backend)
     {
+        // Remembered, so that what the backend later says about its URI
+        // (resources/updated) reaches the client under this form.
+        lists
+            .uris
+            .entry(uri.to_owned())
+            .or_insert_with(|| (index, own.to_owned()));
         return Some(Resolved {
             index,
             own: own.to_owned(),

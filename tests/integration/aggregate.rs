@@ -629,3 +629,56 @@ async fn listen_fans_out_to_the_backends_with_one_acknowledgement() {
         seen[2]
     );
 }
+
+/// A handshake-era client subscribes to the same URI on two backends (one
+/// of each era) by its public `{backend}+{uri}` forms; each update reaches
+/// its GET stream under the form it subscribed to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_come_back_under_the_subscribed_public_uri() {
+    use crate::util::DemoServer;
+    use crate::util::servers::toml_array;
+    let demo = toml_array(&DemoServer::stdio_argv());
+    let gw = Gateway::start(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"old\"\ntransport = \"stdio\"\nprotocol = \"2025-11-25\"\ncommand = {demo}\n\
+         [[backends]]\nname = \"new\"\ntransport = \"stdio\"\ncommand = {demo}\n"
+    ));
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    let mut stream = s.get_stream(None).await;
+    for backend in ["old", "new"] {
+        let rpc = s
+            .request(
+                "resources/subscribe",
+                json!({"uri": format!("{backend}+demo://counter")}),
+            )
+            .await;
+        assert!(rpc.get("result").is_some(), "{backend}: {rpc}");
+        let rpc = s
+            .request(
+                "resources/read",
+                json!({"uri": format!("{backend}+demo://counter")}),
+            )
+            .await;
+        assert!(rpc.get("result").is_some(), "{backend}: {rpc}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for backend in ["old", "new"] {
+        let rpc = call(&mut s, &format!("{backend}__bump_counter"), json!({})).await;
+        assert!(rpc.get("result").is_some(), "{rpc}");
+        let mut uri = None;
+        for _ in 0..20 {
+            match stream.next_message(Duration::from_secs(10)).await {
+                Some(m) if m["method"] == "notifications/resources/updated" => {
+                    uri = m["params"]["uri"].as_str().map(str::to_owned);
+                    break;
+                }
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        assert_eq!(
+            uri.as_deref(),
+            Some(format!("{backend}+demo://counter").as_str())
+        );
+    }
+}
