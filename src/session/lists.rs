@@ -92,7 +92,22 @@ struct Page {
     /// The backend's cursor that asked for this page (`None`: the first).
     cursor: Option<Value>,
     items: Vec<Value>,
+    /// `items` serialized once: a page served from the catalog is copied,
+    /// not re-serialized.
+    raw: Arc<str>,
     next: Option<Value>,
+}
+
+impl Page {
+    fn new(cursor: Option<Value>, items: Vec<Value>, next: Option<Value>) -> Page {
+        let raw = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+        Page {
+            cursor,
+            items,
+            raw: raw.into(),
+            next,
+        }
+    }
 }
 
 /// Every page of one backend's list.
@@ -437,13 +452,17 @@ pub(super) async fn merged_list(
                     Some(c) => Some((start.b, Some(c))),
                     None => first_nonempty(&merged, start.b + 1).map(|b| (b, None)),
                 };
-                (page.items, next)
+                (page.raw, next)
             }
             Err(e) => return backend_error_response(Some(id), &e),
         },
     };
-    let mut result = Map::new();
-    result.insert(kind.key().into(), Value::Array(items));
+    // Assembled around the page's serialized items, which are only copied.
+    let mut result = String::with_capacity(items.len() + 256);
+    result.push_str("{\"");
+    result.push_str(kind.key());
+    result.push_str("\":");
+    result.push_str(&items);
     if let Some((b, c)) = next {
         let cursor = encode_cursor(&Position {
             l: kind.key().into(),
@@ -451,18 +470,26 @@ pub(super) async fn merged_list(
             b,
             c,
         });
-        result.insert("nextCursor".into(), Value::String(cursor));
+        result.push_str(",\"nextCursor\":");
+        result.push_str(&Value::String(cursor).to_string());
     }
     if session.client.era == mcp::Era::Stateless {
         let (ttl_ms, private) = cache_hints(&merged);
-        result.insert("resultType".into(), "complete".into());
-        result.insert("ttlMs".into(), ttl_ms.into());
-        result.insert(
-            "cacheScope".into(),
-            if private { "private" } else { "public" }.into(),
-        );
+        let scope = if private { "private" } else { "public" };
+        result.push_str(&format!(
+            ",\"resultType\":\"complete\",\"ttlMs\":{ttl_ms},\"cacheScope\":\"{scope}\""
+        ));
     }
-    Envelope::result(id, to_raw(&result))
+    result.push('}');
+    match serde_json::value::RawValue::from_string(result) {
+        Ok(raw) => Envelope::result(id, raw),
+        Err(_) => Envelope::error(
+            Some(id),
+            mcp::code::INTERNAL_ERROR,
+            "list not serializable",
+            None,
+        ),
+    }
 }
 
 /// 2026-07-28 cache hints of a merged list: the least TTL of its parts (less
@@ -486,19 +513,19 @@ type Next = Option<(usize, Option<Value>)>;
 
 /// The items at `start` and where the next page starts; `None` when the
 /// catalog has no page for that backend cursor.
-fn page_at(merged: &Merged, start: &Position) -> Option<(Vec<Value>, Next)> {
+fn page_at(merged: &Merged, start: &Position) -> Option<(Arc<str>, Next)> {
     if start.c.is_none() {
         // A list's first page, or a backend's: skip backends with nothing.
         let Some(b) = first_nonempty(merged, start.b) else {
-            return Some((Vec::new(), None));
+            return Some((Arc::from("[]"), None));
         };
         let list = merged.backends.get(b)?.as_ref()?;
         let page = list.pages.iter().find(|p| !p.items.is_empty())?;
-        return Some((page.items.clone(), next_after(merged, b, page)));
+        return Some((page.raw.clone(), next_after(merged, b, page)));
     }
     let list = merged.backends.get(start.b)?.as_ref()?;
     let page = list.pages.iter().find(|p| p.cursor == start.c)?;
-    Some((page.items.clone(), next_after(merged, start.b, page)))
+    Some((page.raw.clone(), next_after(merged, start.b, page)))
 }
 
 fn next_after(merged: &Merged, b: usize, page: &Page) -> Next {
@@ -592,10 +619,15 @@ async fn ensure(
     if kind == ListKind::Resources {
         disambiguate_uris(session, &mut backends);
     }
+    // A backend's positive ttlMs shortens the catalog's life. Its 0 (the
+    // SDKs' default: "clients, do not cache") is passed on to clients but
+    // does not turn the catalog off: multiplex.catalog_ttl_s is the
+    // operator's bound on staleness for servers that cannot announce changes.
     let least_backend_ttl = backends
         .iter()
         .flatten()
         .filter_map(|l| l.ttl_ms)
+        .filter(|t| *t > 0)
         .min()
         .map(Duration::from_millis);
     let merged = Arc::new(Merged {
@@ -714,10 +746,8 @@ fn disambiguate_uris(session: &Session, backends: &mut [Option<Arc<BackendList>>
         let pages = list
             .pages
             .iter()
-            .map(|p| Page {
-                cursor: p.cursor.clone(),
-                next: p.next.clone(),
-                items: p
+            .map(|p| {
+                let items = p
                     .items
                     .iter()
                     .map(|item| {
@@ -739,7 +769,8 @@ fn disambiguate_uris(session: &Session, backends: &mut [Option<Arc<BackendList>>
                         }
                         item
                     })
-                    .collect(),
+                    .collect();
+                Page::new(p.cursor.clone(), items, p.next.clone())
             })
             .collect();
         *slot = Some(Arc::new(BackendList {
@@ -835,12 +866,7 @@ async fn fetch_one(
                     "backend refused a list; listed as empty"
                 );
             }
-            let page = Page {
-                cursor,
-                items: Vec::new(),
-                next: None,
-            };
-            return Ok((page, (None, true)));
+            return Ok((Page::new(cursor, Vec::new(), None), (None, true)));
         }
     };
     let mut obj: Map<String, Value> = serde_json::from_str(result.get()).unwrap_or_default();
@@ -855,14 +881,7 @@ async fn fetch_one(
         .into_iter()
         .filter_map(|item| present(session, kind, index, item))
         .collect();
-    Ok((
-        Page {
-            cursor,
-            items,
-            next,
-        },
-        (ttl_ms, private),
-    ))
+    Ok((Page::new(cursor, items, next), (ttl_ms, private)))
 }
 
 /// An item as clients of this route see it: curated, prefixed, checked.

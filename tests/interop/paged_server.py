@@ -2,7 +2,8 @@
 """A Python SDK (mcp 2.3.0) low-level stdio server whose catalog the test
 chooses: N tools listed in pages, for the gateway's aggregation tests.
 
-    paged_server.py NAME N PAGE_SIZE
+    paged_server.py NAME N PAGE_SIZE            # stdio
+    paged_server.py NAME N PAGE_SIZE http PORT  # http://127.0.0.1:PORT/mcp
 
 Tools `tool_0` … `tool_{N-1}` (each takes `a` and `b`, both required) echo
 "NAME:tool_i:{arguments as JSON}". Also:
@@ -81,4 +82,9 @@ async def main():
         await server.run(read, write, server.create_initialization_options(NotificationOptions(tools_changed=True)))
 
 
-anyio.run(main)
+if sys.argv[4:5] == ["http"]:
+    import uvicorn
+
+    uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=int(sys.argv[5]), log_level="warning")
+else:
+    anyio.run(main)
