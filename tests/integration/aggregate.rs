@@ -682,3 +682,96 @@ async fn resource_updates_come_back_under_the_subscribed_public_uri() {
         );
     }
 }
+
+/// A server's tool whose prefixed name would break the 128-character rule
+/// is left out of the merged list with an error naming it, never truncated;
+/// on its own route, where nothing is prefixed, it is listed as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_name_too_long_once_prefixed_is_left_out_loudly() {
+    let long = "t".repeat(126);
+    let backends = format!(
+        "{}{}",
+        paged_backend(
+            "a",
+            1,
+            100,
+            &format!("env = {{ PAGED_EXTRA_TOOL = \"{long}\" }}")
+        ),
+        paged_backend("b", 1, 100, "")
+    );
+    let gw = gateway("", &backends);
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    let merged = names(&s.list_all("tools/list", "tools").await);
+    assert!(merged.contains(&"a__tool_0".to_owned()), "{merged:?}");
+    assert!(
+        !merged.iter().any(|n| n.contains(&long[..100])),
+        "{merged:?}"
+    );
+    assert!(merged.iter().all(|n| n.len() <= 128));
+    let line = gw.wait_for_log(Duration::from_secs(5), |l| {
+        l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("tool left out of the merged list"))
+    });
+    assert_eq!(line["fields"]["tool"], long.as_str(), "{line}");
+    assert!(
+        line["fields"]["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("129 characters"),
+        "{line}"
+    );
+    let mut own = McpSession::initialize(&gw.server_url("a"), "2025-11-25", &[]).await;
+    let listed = names(&own.list_all("tools/list", "tools").await);
+    assert!(listed.contains(&long), "{listed:?}");
+}
+
+/// Renamed and pinned tools of a 2026-07-28 HTTP server, called by a
+/// stateless client: the server sees its own name in `Mcp-Name` (rebuilt
+/// from the body, or it would answer -32020) and the pinned argument.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_tool_reaches_a_stateless_http_server_under_its_own_name() {
+    use crate::util::http::modern_request;
+    let py = PyDemoServer::start_http();
+    let backends = format!(
+        "[[backends]]\nname = \"py\"\ntransport = \"streamable_http\"\nprotocol = \"2026-07-28\"\nurl = {}\n\
+         [backends.tools]\nrename = {{ echo = \"say\" }}\npin = {{ echo = {{ message = \"pinned\" }} }}\n{}",
+        toml_string(&py.url()),
+        paged_backend("other", 1, 100, "")
+    );
+    let gw = gateway("", &backends);
+    let url = gw.url();
+    let r = modern_request(
+        &url,
+        1,
+        "tools/call",
+        json!({"name": "py__say", "arguments": {"message": "client"}}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(text(&r.rpc()), "pinned", "{r:?}");
+    let r = modern_request(
+        &url,
+        2,
+        "tools/call",
+        json!({"name": "py__echo", "arguments": {"message": "x"}}),
+        &[],
+    )
+    .await;
+    assert_eq!(error_code(&r.rpc()), -32602, "{r:?}");
+    let r = modern_request(&url, 3, "tools/list", json!({}), &[]).await;
+    let body = r.rpc();
+    assert!(body["result"]["ttlMs"].is_u64(), "{body}");
+    assert_eq!(body["result"]["cacheScope"], "private", "{body}");
+    let listed = names(body["result"]["tools"].as_array().expect("tools"));
+    let say = body["result"]["tools"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "py__say"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{listed:?}"));
+    assert!(
+        say["inputSchema"]["properties"].get("message").is_none(),
+        "{say}"
+    );
+}

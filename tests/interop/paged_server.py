@@ -10,10 +10,12 @@ Tools `tool_0` … `tool_{N-1}` (each takes `a` and `b`, both required) echo
   lists           how many tools/list requests this process has answered
   add_tool        adds `extra_K` and sends notifications/tools/list_changed
   slow{steps}     one progress notification per step, tagged with NAME
-Cursors are the decimal offset of the page.
+Cursors are the decimal offset of the page. With PAGED_EXTRA_TOOL set, one
+more tool of that name is listed (to test names the gateway must refuse).
 """
 
 import json
+import os
 import sys
 
 import anyio
@@ -35,6 +37,8 @@ def catalog():
     names = [f"tool_{i}" for i in range(COUNT)]
     names += [f"extra_{k}" for k in range(STATE["extra"])]
     names += ["lists", "add_tool", "slow"]
+    if os.environ.get("PAGED_EXTRA_TOOL"):
+        names.append(os.environ["PAGED_EXTRA_TOOL"])
     return [
         types.Tool(name=n, description=f"{NAME} {n}", input_schema=SCHEMA if n.startswith(("tool_", "extra_")) else {"type": "object"})
         for n in names
