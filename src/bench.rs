@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Tool arguments, a JSON object.
     #[arg(long, default_value = r#"{"message":"hi"}"#)]
     pub args: String,
+    /// `tools/list` instead of calling `--tool` (each request lists the
+    /// first page; a merged gateway route answers it from its catalog).
+    #[arg(long)]
+    pub list: bool,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -74,7 +78,9 @@ struct Plan {
     client: reqwest::Client,
     url: reqwest::Url,
     era: BenchEra,
-    /// `params` of every `tools/call`, serialized once.
+    /// `tools/call`, or `tools/list` with `--list`.
+    method: &'static str,
+    /// `params` of every request, serialized once.
     call_params: String,
     tool_header: HeaderValue,
     measure_from: Instant,
@@ -104,7 +110,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.tool
         )
     })?;
-    let mut params = serde_json::json!({ "name": args.tool, "arguments": tool_arguments });
+    let mut params = if args.list {
+        serde_json::json!({})
+    } else {
+        serde_json::json!({ "name": args.tool, "arguments": tool_arguments })
+    };
     if args.era == BenchEra::Stateless {
         params["_meta"] = serde_json::json!({
             "io.modelcontextprotocol/protocolVersion": STATELESS_VERSION,
@@ -150,6 +160,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         client,
         url,
         era: args.era,
+        method: if args.list {
+            "tools/list"
+        } else {
+            "tools/call"
+        },
         call_params: params.to_string(),
         tool_header,
         measure_from,
@@ -261,8 +276,10 @@ async fn worker(plan: Arc<Plan>, index: u64, session_id: Option<HeaderValue>) ->
                 "mcp-protocol-version",
                 HeaderValue::from_static(STATELESS_VERSION),
             );
-            headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
-            headers.insert("mcp-name", plan.tool_header.clone());
+            headers.insert("mcp-method", HeaderValue::from_static(plan.method));
+            if plan.method == "tools/call" {
+                headers.insert("mcp-name", plan.tool_header.clone());
+            }
         }
     }
     // Ids are unique across workers, so a crossed reply would be caught.
@@ -274,8 +291,8 @@ async fn worker(plan: Arc<Plan>, index: u64, session_id: Option<HeaderValue>) ->
         }
         id += 1;
         let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{}}}"#,
-            plan.call_params
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"{}","params":{}}}"#,
+            plan.method, plan.call_params
         );
         let outcome = call(&plan, &headers, body, id).await;
         let finished = Instant::now();

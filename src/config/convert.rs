@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use super::check::{join_index, join_key};
 use super::model::{
-    AdminConfig, BackendConfig, BackendName, BackendTransport, Config, Isolation, LimitsConfig,
-    ListenConfig, ProtocolPreference,
+    AdminConfig, BackendConfig, BackendName, BackendTransport, Config, FailureMode, Isolation,
+    LimitsConfig, ListenConfig, MultiplexConfig, ProtocolPreference, ToolCuration,
 };
 use super::raw::{
-    RawAdmin, RawBackend, RawConfig, RawIsolation, RawLimits, RawListen, RawTransport,
+    RawAdmin, RawBackend, RawConfig, RawFailureMode, RawIsolation, RawLimits, RawListen,
+    RawMultiplex, RawTools, RawTransport,
 };
 
 /// Headers the gateway sets itself on backend requests.
@@ -62,6 +63,7 @@ impl Converter<'_> {
         let limits = self.limits(raw.limits);
         let admin = self.admin(raw.admin, &listen);
         let backends = self.backends(raw.backends);
+        let multiplex = multiplex(raw.multiplex);
         Config {
             source: source.to_owned(),
             listen,
@@ -69,6 +71,7 @@ impl Converter<'_> {
             limits,
             admin,
             backends,
+            multiplex,
         }
     }
 
@@ -200,7 +203,68 @@ impl Converter<'_> {
                 backends.push(backend);
             }
         }
+        // With several backends the default route prefixes every name: a
+        // renamed tool must still fit the tool-name rules with its prefix.
+        if backends.len() > 1 {
+            for (i, backend) in backends.iter().enumerate() {
+                for (own, public) in &backend.tools.rename {
+                    let prefixed = format!(
+                        "{}{}{public}",
+                        backend.name,
+                        crate::router::PREFIX_SEPARATOR
+                    );
+                    if let Err(message) = crate::router::curation::check_tool_name(&prefixed) {
+                        let path = join_key(
+                            &join_key(&join_key(&join_index("backends", i), "tools"), "rename"),
+                            own,
+                        );
+                        self.problem(path, message);
+                    }
+                }
+            }
+        }
         backends
+    }
+
+    /// `backends[].tools`: globs and names are checked here, so a typo is a
+    /// startup error rather than a tool silently shown or hidden.
+    fn tools(&mut self, path: &str, raw: RawTools) -> ToolCuration {
+        let path = join_key(path, "tools");
+        for (key, globs) in [("include", &raw.include), ("exclude", &raw.exclude)] {
+            for (i, glob) in globs.iter().enumerate() {
+                if glob.is_empty() {
+                    self.problem(join_index(&join_key(&path, key), i), "must not be empty");
+                }
+            }
+        }
+        let mut targets: HashMap<&str, &str> = HashMap::new();
+        for (own, public) in &raw.rename {
+            let at = join_key(&join_key(&path, "rename"), own);
+            if let Err(message) = crate::router::curation::check_tool_name(public) {
+                self.problem(at.clone(), message);
+            }
+            if let Some(first) = targets.insert(public, own) {
+                self.problem(
+                    at,
+                    format!("{first:?} is renamed to {public:?} too: public names must be unique"),
+                );
+            }
+        }
+        let mut pin = BTreeMap::new();
+        for (tool, args) in raw.pin {
+            let fixed: serde_json::Map<String, serde_json::Value> = args.into_iter().collect();
+            if fixed.is_empty() {
+                self.problem(join_key(&join_key(&path, "pin"), &tool), "pins no argument");
+            }
+            pin.insert(tool, fixed);
+        }
+        ToolCuration {
+            include: raw.include,
+            exclude: raw.exclude,
+            rename: raw.rename,
+            description: raw.description,
+            pin,
+        }
     }
 
     /// `None` when the backend cannot be built; the reason is recorded
@@ -223,6 +287,7 @@ impl Converter<'_> {
             None => ProtocolPreference::Auto,
             Some(revision) => ProtocolPreference::Fixed(revision.to_owned()),
         };
+        let tools = self.tools(path, raw.tools);
         Some(BackendConfig {
             name: name?,
             transport: transport?,
@@ -230,6 +295,7 @@ impl Converter<'_> {
             timeout: Duration::from_secs(raw.timeout_s),
             mint_token,
             required_scopes,
+            tools,
         })
     }
 
@@ -446,6 +512,16 @@ impl Converter<'_> {
 
 /// Replaces `${VAR}` by the value of the environment variable VAR; `$${`
 /// is a literal `${`. Every unset variable is reported.
+fn multiplex(raw: RawMultiplex) -> MultiplexConfig {
+    MultiplexConfig {
+        failure_mode: match raw.failure_mode {
+            RawFailureMode::Partial => FailureMode::Partial,
+            RawFailureMode::Strict => FailureMode::Strict,
+        },
+        catalog_ttl: Duration::from_secs(raw.catalog_ttl_s),
+    }
+}
+
 pub(crate) fn interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,

@@ -47,6 +47,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
     pub backends: Vec<BackendConfig>,
+    pub multiplex: MultiplexConfig,
+}
+
+/// How several backends are served as one route.
+#[derive(Debug, Clone)]
+pub struct MultiplexConfig {
+    pub failure_mode: FailureMode,
+    /// How long a merged list is served from the catalog.
+    pub catalog_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// A backend that is down is left out; its own calls get -32010.
+    Partial,
+    /// A request that needs every backend fails when one is down.
+    Strict,
+}
+
+/// Curation of one backend's tools (see `router::curation`).
+#[derive(Debug, Clone, Default)]
+pub struct ToolCuration {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Server's name → public name.
+    pub rename: BTreeMap<String, String>,
+    pub description: BTreeMap<String, String>,
+    /// Server's name → argument → fixed value.
+    pub pin: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,4 +302,5 @@ pub struct BackendConfig {
     pub mint_token: Option<MintTokenConfig>,
     /// Scopes required on every route reaching this backend.
     pub required_scopes: Vec<String>,
+    pub tools: ToolCuration,
 }

@@ -38,6 +38,73 @@ pub(crate) struct RawConfig {
     /// The MCP servers behind the gateway.
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+    /// The multiplexed route (`/mcp`, `/sse`, `/ws` over several backends).
+    #[serde(default)]
+    pub multiplex: RawMultiplex,
+}
+
+/// `[multiplex]`: how several backends are served as one.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Multiplex")]
+pub(crate) struct RawMultiplex {
+    /// "partial" (default): a backend that is down is left out of lists and
+    /// its calls get -32010; "strict": a request that needs every backend
+    /// (initialize, lists) fails with -32010 when one is down.
+    #[serde(default)]
+    pub failure_mode: RawFailureMode,
+    /// Seconds a merged list is served from the gateway's catalog before the
+    /// backends are asked again (a backend's `list_changed`, or a shorter
+    /// `ttlMs` of its own, ends it sooner); 0 asks on every list.
+    #[serde(default = "default_catalog_ttl_s")]
+    pub catalog_ttl_s: u64,
+}
+
+impl Default for RawMultiplex {
+    fn default() -> Self {
+        Self {
+            failure_mode: RawFailureMode::default(),
+            catalog_ttl_s: default_catalog_ttl_s(),
+        }
+    }
+}
+
+fn default_catalog_ttl_s() -> u64 {
+    60
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "FailureMode")]
+pub(crate) enum RawFailureMode {
+    #[default]
+    Partial,
+    Strict,
+}
+
+/// `backends[].tools`: which of the server's tools clients see, and how
+/// (curation, applied on every route; separate from authorization). Keys
+/// of `rename`, `description` and `pin` are the server's own tool names.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Tools")]
+pub(crate) struct RawTools {
+    /// Globs (`*`, `?`) of tool names to show; empty shows every tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Globs of tool names to hide (applied after `include`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Server's name → the name clients see (before the backend prefix).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+    /// Server's name → the description clients see.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub description: BTreeMap<String, String>,
+    /// Server's name → { argument → fixed value }: the arguments disappear
+    /// from the advertised input schema and every call carries these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pin: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 /// `[listen]`
@@ -458,6 +525,10 @@ pub(crate) struct RawBackend {
     #[serde(default = "default_timeout_s")]
     #[schemars(range(min = 1))]
     pub timeout_s: u64,
+    /// Which tools clients see and how (include, exclude, rename,
+    /// description, pin).
+    #[serde(default)]
+    pub tools: RawTools,
 }
 
 fn default_timeout_s() -> u64 {

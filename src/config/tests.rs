@@ -207,7 +207,9 @@ fn syntax_error_reported_once() {
 fn unknown_keys() {
     check(
         "foo = 1\n",
-        &["gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen)"],
+        &[
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)",
+        ],
     );
     check(
         "[listn]\naddr = \"x\"\n",
@@ -224,13 +226,13 @@ fn unknown_keys() {
     check(
         &format!("{STDIO}{HTTP}  credentials = {{ audience = \"x\" }}\n"),
         &[
-            "gw.toml:9:3: backends[1].credentials: unknown key (expected one of: command, cwd, env, headers, isolation, mint_token, name, ping_s, protocol, required_scopes, timeout_s, transport, url)",
+            "gw.toml:9:3: backends[1].credentials: unknown key (expected one of: command, cwd, env, headers, isolation, mint_token, name, ping_s, protocol, required_scopes, timeout_s, tools, transport, url)",
         ],
     );
     check(
         "[policy]\nfiles = []\n",
         &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen)",
+            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)",
         ],
     );
     check(
@@ -606,7 +608,7 @@ extra = true
             "gw.toml:17:7: backends[1].url: \"ftp://remote\" must start with http:// or https://",
             "gw.toml:18:29: backends[1].headers.authorization: environment variable \"NOPE\" is not set",
             "gw.toml:19:13: backends[1].timeout_s: must be at least 1, found 0",
-            "gw.toml:20:1: backends[1].extra: unknown key (expected one of: command, cwd, env, headers, isolation, mint_token, name, ping_s, protocol, required_scopes, timeout_s, transport, url)",
+            "gw.toml:20:1: backends[1].extra: unknown key (expected one of: command, cwd, env, headers, isolation, mint_token, name, ping_s, protocol, required_scopes, timeout_s, tools, transport, url)",
         ],
     );
 }
@@ -646,8 +648,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");
@@ -875,4 +877,51 @@ fn auth_values() {
     // Key material never shows in Debug output.
     assert!(!format!("{cfg:?}").contains("MC4CAQAw"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tool_curation_and_multiplex() {
+    let config = load(&format!(
+        "[multiplex]\nfailure_mode = \"strict\"\ncatalog_ttl_s = 5\n{STDIO}[backends.tools]\ninclude = [\"get-*\"]\nexclude = [\"get-secret\"]\nrename = {{ \"get-sum\" = \"sum\" }}\ndescription = {{ \"get-sum\" = \"adds\" }}\npin = {{ \"get-sum\" = {{ a = 1, mode = \"fast\" }} }}\n{HTTP}"
+    ));
+    assert_eq!(config.multiplex.failure_mode, FailureMode::Strict);
+    assert_eq!(config.multiplex.catalog_ttl, Duration::from_secs(5));
+    let tools = &config.backends[0].tools;
+    assert_eq!(tools.rename["get-sum"], "sum");
+    assert_eq!(tools.pin["get-sum"]["mode"], "fast");
+    assert_eq!(tools.pin["get-sum"]["a"], 1);
+    check(
+        &format!(
+            "{STDIO}[backends.tools]\nrename = {{ x = \"has space\", y = \"ok\", z = \"ok\" }}\n"
+        ),
+        &[
+            "gw.toml:6:16: backends[0].tools.rename.x: tool name \"has space\" has ' '; only A-Za-z0-9_.- are allowed",
+            "gw.toml:6:43: backends[0].tools.rename.z: \"y\" is renamed to \"ok\" too: public names must be unique",
+        ],
+    );
+    let long = "n".repeat(127);
+    check(
+        &format!("{STDIO}[backends.tools]\nrename = {{ x = \"{long}\" }}\n{HTTP}"),
+        &[&format!(
+            "gw.toml:6:16: backends[0].tools.rename.x: tool name \"a__{long}\" is 130 characters long, more than 128"
+        )],
+    );
+}
+
+/// The shipped examples load.
+#[test]
+fn examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.map(|e| e.path()).unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Err(errors) = load_str(&text, &path.display().to_string(), &env) {
+                panic!("{errors}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example in {}", dir.display());
 }

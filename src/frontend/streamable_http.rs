@@ -376,7 +376,7 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
     else {
         return Ok(());
     };
-    let Some((index, own)) = route.resolve_name(&name) else {
+    let Some((index, own)) = route.resolve_tool(&name) else {
         return Ok(());
     };
     let Some(backend) = route.backends.get(index) else {
@@ -385,7 +385,7 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
     if !backend.tool_headers.known() {
         return Ok(());
     }
-    let declared = backend.tool_headers.get(own);
+    let declared = backend.tool_headers.get(&own);
     if declared.is_empty() {
         return Ok(());
     }

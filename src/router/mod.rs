@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+pub mod curation;
+
 use crate::backend::Backend;
 
 /// The separator between backend and name on a multiplexed route.
@@ -86,5 +88,14 @@ impl Route {
             (true, Some(b)) => format!("{}{PREFIX_SEPARATOR}{name}", b.name()),
             _ => name.to_owned(),
         }
+    }
+
+    /// Splits a client-visible tool name into (backend index, the server's
+    /// own name), undoing the backend's curation: a renamed tool answers to
+    /// its new name only, a curated-away tool to none.
+    pub fn resolve_tool(&self, name: &str) -> Option<(usize, String)> {
+        let (index, public) = self.resolve_name(name)?;
+        let own = self.backends.get(index)?.config.tools.own_name(public)?;
+        Some((index, own))
     }
 }

@@ -55,7 +55,7 @@ pub struct Session {
     permits: Arc<Semaphore>,
     last_seen: Mutex<Instant>,
     closed: CancellationToken,
-    pub(super) catalog: Mutex<lists::Catalog>,
+    pub(super) catalog: lists::Catalog,
     queue: usize,
     /// `logging/setLevel` of a handshake-era client, sent on in `_meta` to
     /// stateless servers.
@@ -112,7 +112,7 @@ impl Session {
             permits: Arc::new(Semaphore::new(limits.max_in_flight_per_session)),
             last_seen: Mutex::new(Instant::now()),
             closed: CancellationToken::new(),
-            catalog: Mutex::new(lists::Catalog::default()),
+            catalog: lists::Catalog::default(),
             queue: limits.max_queued_messages,
             log_level: Mutex::new(None),
             server_request_ids: Mutex::new(HashMap::new()),
@@ -204,7 +204,9 @@ impl Session {
             }
         }
         match first_error {
-            Some(e) if facts.is_empty() || self.upstreams.len() == 1 => Err(e),
+            Some(e) if facts.is_empty() || self.upstreams.len() == 1 || lists::strict(self) => {
+                Err(e)
+            }
             _ => Ok(facts),
         }
     }
@@ -240,13 +242,39 @@ impl Session {
             .backend
             .connect(&self.principal.binding_key(), &self.client.connect)
             .await?;
-        let attachment = conn.attach(self.unrelated.clone());
+        let attachment = conn.attach(self.unrelated_sink(index));
         *slot = Some((conn.clone(), attachment));
         drop(slot);
         if self.client.era == Era::Handshake && conn.facts().era == Era::Stateless {
             self.restart_watcher(index, conn.clone());
         }
         Ok(conn)
+    }
+
+    /// Where upstream `index` delivers what no call claims. On a
+    /// multiplexed route a relay task first puts resource URIs in their
+    /// public form (`{backend}+{uri}` when two backends list one); it ends
+    /// with the connection's attachment.
+    fn unrelated_sink(self: &Arc<Self>, index: usize) -> crate::backend::Sink {
+        if self.upstreams.len() < 2 {
+            return self.unrelated.clone();
+        }
+        let (tx, mut rx) = mpsc::channel::<ClientBound>(self.queue);
+        let weak = Arc::downgrade(self);
+        let unrelated = self.unrelated.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let Some(session) = weak.upgrade() else {
+                    return;
+                };
+                let msg = lists::from_backend(&session, index, msg);
+                drop(session);
+                if unrelated.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        tx
     }
 
     /// (Re)opens the listen request that feeds a handshake-era client's GET
@@ -489,6 +517,28 @@ impl Session {
                     None,
                 );
             }
+            (Method::ToolsCall, Target::Tool(name)) => {
+                return match lists::resolve_tool(self, name) {
+                    Some(resolved) => {
+                        let env = self.curated_call(resolved.index, &resolved.own, name, env);
+                        self.forward_and_bridge(resolved.index, env, out).await
+                    }
+                    None => (unknown_name(id, call), None),
+                };
+            }
+            (Method::ToolsList, _) if single => {
+                let (response, backend) = self.forward_and_bridge(0, env, out).await;
+                let response = match response.payload {
+                    Some(ResponsePayload::Result(r)) => Envelope {
+                        payload: Some(ResponsePayload::Result(lists::curate_tools_result(
+                            self, 0, r,
+                        ))),
+                        ..response
+                    },
+                    _ => response,
+                };
+                return (response, backend);
+            }
             _ if single => 0,
             (
                 Method::ToolsList
@@ -505,21 +555,25 @@ impl Session {
             (Method::LoggingSetLevel, _) => {
                 return (Box::pin(lists::broadcast(self, &env, out)).await, None);
             }
-            (Method::ToolsCall | Method::PromptsGet, Target::Tool(name) | Target::Prompt(name)) => {
-                match self.route.resolve_name(name) {
-                    Some((index, own)) => {
-                        let own = own.to_owned();
-                        let env = Envelope {
-                            params: Some(edit_params(env.params.as_deref(), |p| {
-                                p.insert("name".into(), Value::String(own));
-                            })),
-                            ..env
-                        };
-                        return self.forward_and_bridge(index, env, out).await;
-                    }
-                    None => return (unknown_name(id, call), None),
-                }
+            (Method::SubscriptionsListen, _) if self.client.era == Era::Stateless => {
+                return (
+                    Box::pin(super::listen::listen_fan_out(self, env, out)).await,
+                    None,
+                );
             }
+            (Method::PromptsGet, Target::Prompt(name)) => match self.route.resolve_name(name) {
+                Some((index, own)) => {
+                    let own = own.to_owned();
+                    let env = Envelope {
+                        params: Some(edit_params(env.params.as_deref(), |p| {
+                            p.insert("name".into(), Value::String(own));
+                        })),
+                        ..env
+                    };
+                    return self.forward_and_bridge(index, env, out).await;
+                }
+                None => return (unknown_name(id, call), None),
+            },
             (Method::CompletionComplete, Target::Prompt(name)) => {
                 match self.route.resolve_name(name) {
                     Some((index, own)) => {
@@ -537,8 +591,26 @@ impl Session {
                     None => return (unknown_name(id, call), None),
                 }
             }
-            (_, Target::Resource(uri)) => match lists::resource_backend(self, uri) {
-                Some(index) => index,
+            (_, Target::Resource(uri)) => match lists::resolve_uri(self, uri, out).await {
+                Some(resolved) if resolved.own == *uri => resolved.index,
+                Some(resolved) => {
+                    let own = resolved.own;
+                    let env = Envelope {
+                        params: Some(edit_params(env.params.as_deref(), |p| {
+                            let top_level = p.contains_key("uri");
+                            match p.get_mut("ref") {
+                                Some(Value::Object(r)) if !top_level => {
+                                    r.insert("uri".into(), Value::String(own));
+                                }
+                                _ => {
+                                    p.insert("uri".into(), Value::String(own));
+                                }
+                            }
+                        })),
+                        ..env
+                    };
+                    return self.forward_and_bridge(resolved.index, env, out).await;
+                }
                 None => return (unknown_name(id, call), None),
             },
             _ => {
@@ -554,6 +626,25 @@ impl Session {
             }
         };
         self.forward_and_bridge(index, env, out).await
+    }
+
+    /// A `tools/call` as the backend expects it: its own tool name, and the
+    /// arguments its curation pins. Untouched when nothing changes.
+    fn curated_call(&self, index: usize, own: &str, public: &str, env: Envelope) -> Envelope {
+        let curation = self.upstreams.get(index).map(|u| &u.backend.config.tools);
+        let pins = curation.is_some_and(|c| c.pin.contains_key(own));
+        if own == public && !pins {
+            return env;
+        }
+        Envelope {
+            params: Some(edit_params(env.params.as_deref(), |p| {
+                p.insert("name".into(), Value::String(own.to_owned()));
+                if let Some(c) = curation {
+                    c.inject_pins(own, p);
+                }
+            })),
+            ..env
+        }
     }
 
     /// Forwards to one backend and bridges the eras of the result.
@@ -822,6 +913,9 @@ impl Session {
     pub(super) async fn relay(self: &Arc<Self>, msg: ClientBound, out: Option<&Out>) {
         let env = match msg {
             ClientBound::Notification { method, params } => {
+                // The merged lists are re-read on the next list; the
+                // notification itself goes on to the client.
+                self.catalog.invalidate(&method);
                 if method == "notifications/message"
                     && self.client.era == Era::Stateless
                     && out.is_none()

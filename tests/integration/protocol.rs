@@ -571,11 +571,8 @@ async fn several_backends_are_one_server_with_prefixed_names() {
     let mut session = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
     assert_eq!(session.init["serverInfo"]["name"], "mcp-gateway");
     assert!(session.init["capabilities"]["tools"].is_object());
-    let tools = session.request("tools/list", json!({})).await;
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
-        .unwrap_or_default();
+    let tools = session.list_all("tools/list", "tools").await;
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
     assert!(
         names.contains(&"fault__echo") && names.contains(&"demo__echo"),
         "{names:?}"
@@ -601,11 +598,8 @@ async fn several_backends_are_one_server_with_prefixed_names() {
         )
         .await;
     assert_eq!(error_code(&rpc), -32602, "{rpc}");
-    let prompts = session.request("prompts/list", json!({})).await;
-    assert_eq!(
-        prompts["result"]["prompts"][0]["name"], "demo__greet",
-        "{prompts}"
-    );
+    let prompts = session.list_all("prompts/list", "prompts").await;
+    assert_eq!(prompts[0]["name"], "demo__greet", "{prompts:?}");
     let rpc = session
         .request(
             "prompts/get",

@@ -535,6 +535,25 @@ impl McpSession {
         resp.rpc()
     }
 
+    /// Every item of a paginated list (`tools/list` → key `tools`), following
+    /// `nextCursor` (at most 100 pages); panics on an error.
+    pub async fn list_all(&mut self, method: &str, key: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut params = json!({});
+        for _ in 0..100 {
+            let rpc = self.request(method, params.clone()).await;
+            let result = rpc
+                .get("result")
+                .unwrap_or_else(|| panic!("{method} failed: {rpc}"));
+            items.extend(result[key].as_array().cloned().unwrap_or_default());
+            match result.get("nextCursor") {
+                Some(c) if !c.is_null() => params = json!({"cursor": c}),
+                _ => return items,
+            }
+        }
+        panic!("{method}: more than 100 pages")
+    }
+
     pub async fn notify(&self, method: &str, params: Value) -> RawResponse {
         self.post(&json!({"jsonrpc": "2.0", "method": method, "params": params}))
             .await
