@@ -40,6 +40,9 @@ enum Command {
         /// Config file; default ./mcp-gateway.toml, else the embedded quickstart.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Record every session as a fixture in DIR (overrides `[record] dir`).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
     },
     /// Load and validate a config, print a summary; exit 1 on any problem.
     Check {
@@ -79,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Serve { config, record } => runtime.block_on(serve(config, record)),
         Command::Check { config } => check(&config),
         Command::DemoServer { http } => runtime.block_on(async move {
             match http {
@@ -141,8 +144,12 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Arc::new(load_config(path)?);
+async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = load_config(path)?;
+    if let Some(dir) = record {
+        config.record.dir = Some(dir);
+    }
+    let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("binding {}", config.listen.addr))?;

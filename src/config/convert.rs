@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::check::{join_index, join_key};
 use super::model::{
     AdminConfig, BackendConfig, BackendName, BackendTransport, Config, Isolation, LimitsConfig,
-    ListenConfig, ProtocolPreference,
+    ListenConfig, ProtocolPreference, RecordConfig,
 };
 use super::raw::{
     RawAdmin, RawBackend, RawConfig, RawIsolation, RawLimits, RawListen, RawTransport,
@@ -62,6 +62,14 @@ impl Converter<'_> {
         let limits = self.limits(raw.limits);
         let admin = self.admin(raw.admin, &listen);
         let backends = self.backends(raw.backends);
+        let record = RecordConfig {
+            dir: raw.record.dir.map(std::path::PathBuf::from),
+            include_arguments: raw.record.include_arguments,
+            group_window: Duration::from_secs(raw.record.group_window_s.max(1)),
+            queue_messages: self
+                .count("record.queue_messages", raw.record.queue_messages)
+                .max(1),
+        };
         Config {
             source: source.to_owned(),
             listen,
@@ -69,6 +77,7 @@ impl Converter<'_> {
             limits,
             admin,
             backends,
+            record,
         }
     }
 

@@ -47,6 +47,17 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
     pub backends: Vec<BackendConfig>,
+    pub record: RecordConfig,
+}
+
+/// `[record]`: where and how sessions are written as fixtures.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// `None`: recording is off.
+    pub dir: Option<std::path::PathBuf>,
+    pub include_arguments: bool,
+    pub group_window: Duration,
+    pub queue_messages: usize,
 }
 
 #[derive(Debug, Clone)]
