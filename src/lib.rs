@@ -17,6 +17,7 @@ pub mod limits;
 pub mod mcp;
 pub mod policy;
 pub mod record;
+pub mod replay;
 pub mod router;
 pub mod session;
 pub mod telemetry;
