@@ -5,7 +5,8 @@
 //! that arrive in another order still find their answers. A recorded
 //! answer is used once while unused ones with the same key remain, then
 //! reused (a client listing twice). The handshake (`initialize`,
-//! `server/discover`) is answered from the fixture's `backend` lines.
+//! `server/discover`) is answered from the fixture's `backend` lines;
+//! `initialize` is answered for a stateless-era recording too (dual era).
 //! Notifications the backend sent about a call are sent again, on the
 //! call's own SSE stream (HTTP) or before the response (stdio), with the
 //! progress token of the request being answered.
@@ -79,42 +80,46 @@ impl Scripted {
         // (backend, call) → index in that backend's list.
         let mut index: HashMap<(String, u64), usize> = HashMap::new();
         let mut lists: HashMap<String, Vec<Recorded>> = HashMap::new();
+        // Requests first, then what the backend sent about each: the two
+        // need not be in order in the file.
+        for m in &fixture.messages {
+            let (Some(backend), Some(call), Some(method)) = (&m.backend, m.call, m.method()) else {
+                continue;
+            };
+            if m.dir != Dir::GatewayToBackend {
+                continue;
+            }
+            let list = lists.entry(backend.clone()).or_default();
+            index.insert((backend.clone(), call), list.len());
+            list.push(Recorded {
+                method: method.to_owned(),
+                key: match_key(m.message.get("params")),
+                answer: None,
+                notifications: Vec::new(),
+                used: false,
+            });
+        }
         for m in &fixture.messages {
             let (Some(backend), Some(call)) = (&m.backend, m.call) else {
                 continue;
             };
-            let list = lists.entry(backend.clone()).or_default();
-            match m.dir {
-                Dir::GatewayToBackend => {
-                    if let Some(method) = m.method() {
-                        index.insert((backend.clone(), call), list.len());
-                        list.push(Recorded {
-                            method: method.to_owned(),
-                            key: match_key(m.message.get("params")),
-                            answer: None,
-                            notifications: Vec::new(),
-                            used: false,
-                        });
-                    }
-                }
-                Dir::BackendToGateway => {
-                    let Some(rec) = index
-                        .get(&(backend.clone(), call))
-                        .and_then(|i| list.get_mut(*i))
-                    else {
-                        continue;
-                    };
-                    if let Some(f) = &m.failure {
-                        rec.answer = Some(Answer::Failure(f.clone()));
-                    } else if let Some(r) = m.message.get("result") {
-                        rec.answer = Some(Answer::Result(r.clone()));
-                    } else if let Some(e) = m.message.get("error") {
-                        rec.answer = Some(Answer::Error(e.clone()));
-                    } else if m.method().is_some() && m.id().is_none() {
-                        rec.notifications.push(m.message.clone());
-                    }
-                }
-                Dir::ClientToGateway | Dir::GatewayToClient => {}
+            if m.dir != Dir::BackendToGateway {
+                continue;
+            }
+            let Some(rec) = index
+                .get(&(backend.clone(), call))
+                .and_then(|i| lists.get_mut(backend)?.get_mut(*i))
+            else {
+                continue;
+            };
+            if let Some(f) = &m.failure {
+                rec.answer = Some(Answer::Failure(f.clone()));
+            } else if let Some(r) = m.message.get("result") {
+                rec.answer = Some(Answer::Result(r.clone()));
+            } else if let Some(e) = m.message.get("error") {
+                rec.answer = Some(Answer::Error(e.clone()));
+            } else if m.method().is_some() && m.id().is_none() {
+                rec.notifications.push(m.message.clone());
             }
         }
         for (name, list) in lists {
@@ -153,9 +158,22 @@ impl Scripted {
             })
         };
         match (method, facts) {
-            ("initialize", Some(f)) if f.era == "handshake" => {
+            ("initialize", Some(f)) => {
+                // A stateless-era recording answers the handshake too, so
+                // handshake-era clients can use it (the server is dual-era).
+                let requested = params
+                    .and_then(|p| p.get("protocolVersion"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let version = if mcp::is_handshake_version(&f.protocol_version) {
+                    f.protocol_version.as_str()
+                } else if mcp::is_handshake_version(requested) {
+                    requested
+                } else {
+                    mcp::LATEST_HANDSHAKE
+                };
                 let mut result = json!({
-                    "protocolVersion": f.protocol_version,
+                    "protocolVersion": version,
                     "capabilities": f.capabilities,
                     "serverInfo": f.server_info,
                 });

@@ -1,0 +1,432 @@
+//! Record and replay (issue 9): a real client's session through the real
+//! gateway is written as a fixture; `mcp-gateway replay` plays it back
+//! against fixture-driven backends and reports exactly what changed;
+//! `fixture-server` serves a fixture's backend to an SDK client.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::gateway::gateway_bin;
+use crate::util::http::McpSession;
+use crate::util::process::{ChildGuard, run_with_timeout};
+use crate::util::servers::toml_array;
+use crate::util::{DemoServer, Gateway, TestDir, py_client};
+
+const API_KEY: &str = "sk-recording-test-key-5f1e0c";
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// A gateway config: an API key, the given backends, extra TOML.
+fn config(backends: &[&str], extra: &str) -> String {
+    let mut c = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [[auth.api_keys]]\nsha256 = \"{}\"\nsubject = \"recorder-bot\"\n{extra}\n",
+        sha256_hex(API_KEY)
+    );
+    for name in backends {
+        c.push_str(&format!(
+            "[[backends]]\nname = \"{name}\"\ntransport = \"stdio\"\ncommand = {}\n",
+            toml_array(&DemoServer::stdio_argv())
+        ));
+    }
+    c
+}
+
+/// The fixture files in `dir`, waiting (bounded) until one holds a line
+/// satisfying `done`.
+fn wait_for_fixture(dir: &Path, done: impl Fn(&Value) -> bool) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            if text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|v| done(&v))
+            {
+                return f.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fixture in {} finished; files: {files:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn response_to(id: i64) -> impl Fn(&Value) -> bool {
+    move |v| v["dir"] == "gateway_to_client" && v["message"]["id"] == json!(id)
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn replay(config: &Path, fixtures: &[&Path], extra: &[&str]) -> Run {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.arg("replay")
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .args(fixtures)
+        .env("RUST_LOG", "warn");
+    let f = run_with_timeout("mcp-gateway replay", cmd, Duration::from_secs(120));
+    Run {
+        code: f.status.code(),
+        stdout: f.stdout,
+        stderr: f.stderr,
+    }
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("read fixture")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("fixture line is JSON"))
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).expect("write fixture");
+}
+
+/// Records one handshake-era session (list, call, read) with an API key.
+async fn record_basic(dir: &TestDir) -> (PathBuf, PathBuf) {
+    let rec = dir.path().join("rec");
+    let cfg_text = config(&["demo"], "");
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[("x-api-key", API_KEY)]).await;
+    let list = s.request("tools/list", json!({})).await;
+    assert!(list["result"]["tools"].is_array(), "{list}");
+    let call = s
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "secret-argument-value"}}),
+        )
+        .await;
+    assert!(call["result"].is_object(), "{call}");
+    let read = s
+        .request("resources/read", json!({"uri": "demo://readme"}))
+        .await;
+    assert!(read["result"].is_object(), "{read}");
+    let fixture = wait_for_fixture(&rec, response_to(3));
+    drop(gw);
+    (cfg, fixture)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_session_replays_and_each_change_is_reported() {
+    let dir = TestDir::new("record-basic");
+    let (cfg, fixture) = record_basic(&dir).await;
+    let text = std::fs::read_to_string(&fixture).expect("read fixture");
+    // No secret and no argument in clear.
+    assert!(!text.contains(API_KEY), "API key in the fixture:\n{text}");
+    let recorded = lines(&fixture);
+    // Arguments are redacted on both hops (the echo in the result is the
+    // tool's answer, which is recorded as is).
+    let calls: Vec<&Value> = recorded
+        .iter()
+        .filter(|l| l["message"]["method"] == "tools/call")
+        .collect();
+    assert_eq!(calls.len(), 2, "{text}");
+    for c in calls {
+        let args = &c["message"]["params"]["arguments"];
+        assert!(args["_redacted_sha256"].is_string(), "{c}");
+        assert!(!args.to_string().contains("secret-argument-value"), "{c}");
+    }
+    assert_eq!(recorded[0]["type"], "header");
+    assert_eq!(recorded[0]["principal"]["sub"], "recorder-bot");
+    assert!(recorded.iter().any(|l| l["dir"] == "gateway_to_backend"));
+    assert!(recorded.iter().any(|l| l["decision"]["allow"] == true));
+
+    // Unchanged: a match.
+    let run = replay(&cfg, &[&fixture], &[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(": match (4 requests)"),
+        "{}",
+        run.stdout
+    );
+
+    // A backend answer edited in the fixture: exactly that response differs.
+    let call_no = recorded
+        .iter()
+        .find(|l| l["dir"] == "gateway_to_backend" && l["message"]["method"] == "tools/call")
+        .map(|l| l["call"].clone())
+        .expect("a recorded tools/call to the backend");
+    let mut edited = recorded.clone();
+    let mut original = Value::Null;
+    for l in &mut edited {
+        if l["dir"] == "backend_to_gateway" && l["call"] == call_no {
+            original = l["message"]["result"]["content"][0]["text"].clone();
+            l["message"]["result"]["content"][0]["text"] = json!("edited answer");
+        }
+    }
+    assert!(original.is_string(), "{recorded:?}");
+    let edited_path = dir.path().join("edited.jsonl");
+    write_lines(&edited_path, &edited);
+    let run = replay(&cfg, &[&edited_path], &[]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let expected = format!(
+        "tools/call echo: response differs at /result/content/0/text: {original} → \"edited answer\""
+    );
+    assert!(
+        run.stdout.contains(&expected),
+        "want {expected:?} in:\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(": 1 difference\n"), "{}", run.stdout);
+
+    // A message deleted: the gateway's request to the backend is not in the recording.
+    let deleted: Vec<Value> = recorded
+        .iter()
+        .filter(|l| {
+            !(l["dir"] == "gateway_to_backend" && l["message"]["method"] == "resources/read")
+        })
+        .cloned()
+        .collect();
+    let deleted_path = dir.path().join("deleted.jsonl");
+    write_lines(&deleted_path, &deleted);
+    let run = replay(&cfg, &[&deleted_path], &["--format", "json"]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("json report");
+    let texts: Vec<&str> = report["fixtures"][0]["differences"]
+        .as_array()
+        .expect("differences")
+        .iter()
+        .filter_map(|d| d["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(
+            &"gateway→backend (demo): resources/read demo://readme sent in the replay, not recorded"
+        ),
+        "{texts:?}"
+    );
+    assert_eq!(report["exit"], 1);
+
+    // A config change: a second backend makes the default route multiplexed,
+    // so names get prefixed and the unprefixed call no longer resolves.
+    let changed = dir.write("changed.toml", &config(&["demo", "other"], ""));
+    let run = replay(&changed, &[&fixture], &[]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "tools/list: response differs at /result/tools/0/name: \"echo\" → \"demo__echo\""
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("tools/call echo: response differs at /result: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("gateway→backend (demo): tools/call echo recorded, not sent in the replay"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_fixtures_exit_2_with_the_line() {
+    let dir = TestDir::new("record-corrupt");
+    let (cfg, fixture) = record_basic(&dir).await;
+    let text = std::fs::read_to_string(&fixture).expect("read fixture");
+    let good: Vec<&str> = text.lines().collect();
+    let case = |name: &str, body: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        p
+    };
+    let truncated = {
+        let third = good[2];
+        let half = &third[..third.len() / 2];
+        case(
+            "truncated.jsonl",
+            format!("{}\n{}\n{half}", good[0], good[1]),
+        )
+    };
+    let wrong_schema = case(
+        "schema.jsonl",
+        format!(
+            "{}\n{}\n{{\"type\":\"message\",\"dir\":\"sideways\",\"message\":{{}},\"t_us\":0}}\n",
+            good[0], good[1]
+        ),
+    );
+    let missing_field = case(
+        "missing.jsonl",
+        format!(
+            "{}\n{{\"type\":\"message\",\"dir\":\"client_to_gateway\",\"message\":{{}}}}\n",
+            good[0]
+        ),
+    );
+    let version = {
+        let mut header: Value = serde_json::from_str(good[0]).expect("header");
+        header["version"] = json!(99);
+        case(
+            "version.jsonl",
+            format!("{header}\n{}\n", good[1..].join("\n")),
+        )
+    };
+    let huge = case(
+        "huge.jsonl",
+        format!(
+            "{}\n{{\"type\":\"message\",\"pad\":\"{}\"}}\n",
+            good[0],
+            "x".repeat(10 * 1024 * 1024)
+        ),
+    );
+    for (path, expected) in [
+        (&truncated, ":3: truncated JSON"),
+        (&wrong_schema, ":3: unknown direction \"sideways\""),
+        (&missing_field, ":2: bad message line: missing field `t_us`"),
+        (
+            &version,
+            ":1: unknown fixture version 99 (this build reads 1)",
+        ),
+        (&huge, ":2: line longer than 4194304 bytes"),
+    ] {
+        let run = replay(&cfg, &[path], &[]);
+        assert_eq!(
+            run.code,
+            Some(2),
+            "{path:?}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        let want = format!("{}{expected}", path.display());
+        assert!(
+            run.stdout.contains(&want),
+            "want {want:?} in:\n{}",
+            run.stdout
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    // An unusable fixture among good ones: still 2.
+    let run = replay(&cfg, &[&fixture, &version], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_match_in_any_order() {
+    let dir = TestDir::new("record-concurrent");
+    let rec = dir.path().join("rec");
+    let cfg_text = config(&["demo"], "[record]\ninclude_arguments = true\n");
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let s = McpSession::initialize(&gw.url(), "2025-06-18", &[("x-api-key", API_KEY)]).await;
+    let call = |id: i64, message: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"message": message}}})
+    };
+    let (one, two, three) = (call(11, "one"), call(12, "two"), call(13, "three"));
+    let (a, b, c) = tokio::join!(s.post(&one), s.post(&two), s.post(&three));
+    for r in [a, b, c] {
+        assert!(r.rpc()["result"].is_object(), "{r:?}");
+    }
+    let fixture = wait_for_fixture(&rec, |v| {
+        v["dir"] == "gateway_to_client"
+            && [11, 12, 13].contains(&v["message"]["id"].as_i64().unwrap_or(0))
+    });
+    // All three responses written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines(&fixture)
+        .iter()
+        .filter(|l| {
+            l["dir"] == "gateway_to_client" && l["message"]["id"].as_i64().unwrap_or(0) > 10
+        })
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "responses not recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(gw);
+    // Arguments were asked for: they are in the fixture.
+    assert!(
+        std::fs::read_to_string(&fixture)
+            .expect("read")
+            .contains("\"three\"")
+    );
+    let run = replay(&cfg, &[&fixture], &[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+
+    // The backend hop in reverse order: answers are found by content, not position.
+    let recorded = lines(&fixture);
+    let (backend, rest): (Vec<Value>, Vec<Value>) = recorded
+        .into_iter()
+        .partition(|l| l["dir"] == "gateway_to_backend" || l["dir"] == "backend_to_gateway");
+    let mut reordered = rest;
+    reordered.extend(backend.into_iter().rev());
+    let reversed = dir.path().join("reversed.jsonl");
+    write_lines(&reversed, &reordered);
+    let run = replay(&cfg, &[&reversed], &[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_server_answers_the_python_sdk_as_recorded() {
+    let dir = TestDir::new("record-fixture-server");
+    let rec = dir.path().join("rec");
+    let cfg_text = config(&["demo"], "[record]\ninclude_arguments = true\n");
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let url = gw.url();
+    let through_gateway = tokio::task::spawn_blocking(move || {
+        py_client(
+            "legacy",
+            &url,
+            "basic",
+            &["--header", &format!("x-api-key: {API_KEY}")],
+        )
+    })
+    .await
+    .expect("py_client");
+    let fixture = wait_for_fixture(&rec, |v| {
+        v["dir"] == "gateway_to_client" && v["message"]["result"]["contents"].is_array()
+    });
+    drop(gw);
+
+    let mut cmd = Command::new(gateway_bin());
+    cmd.arg("fixture-server")
+        .arg(&fixture)
+        .args(["--http", "127.0.0.1:0"]);
+    let mut server = ChildGuard::spawn("mcp-gateway fixture-server", cmd);
+    let served = server.wait_for_stderr("fixture-server listening", Duration::from_secs(20), |e| {
+        let rest = &e[e.find("listening on ")? + "listening on ".len()..];
+        rest.split_whitespace().next().map(str::to_owned)
+    });
+    let direct = tokio::task::spawn_blocking(move || py_client("legacy", &served, "basic", &[]))
+        .await
+        .expect("py_client");
+    for key in ["tools", "echo", "resources", "readme"] {
+        assert_eq!(direct[key], through_gateway[key], "{key}");
+    }
+    assert!(direct["echo"].to_string().contains("hello"), "{direct}");
+}
