@@ -430,3 +430,252 @@ async fn fixture_server_answers_the_python_sdk_as_recorded() {
     }
     assert!(direct["echo"].to_string().contains("hello"), "{direct}");
 }
+
+// --- committed fixtures ---------------------------------------------------------
+
+/// `fixtures/` at the repository root.
+fn fixtures_dir() -> PathBuf {
+    crate::util::drivers::repo_root().join("fixtures")
+}
+
+/// The replay config committed next to a recording: the recorded backend
+/// names with their transport kind (replay replaces the transport itself).
+fn committed_config(backend: &str, transport: &str) -> String {
+    let how = match transport {
+        "stdio" => "transport = \"stdio\"\ncommand = [\"recorded-stdio-server\"]".to_owned(),
+        _ => "transport = \"streamable_http\"\nurl = \"http://127.0.0.1:9/mcp\"".to_owned(),
+    };
+    format!(
+        "# Replay config for this recording: `mcp-gateway replay --config THIS *.jsonl`.\n\
+         # Backends are replaced by the fixture; only their names matter here.\n\
+         [listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\n\
+         [[backends]]\nname = \"{backend}\"\n{how}\n"
+    )
+}
+
+/// Records `scenario` through a real gateway in front of `backend_toml`
+/// and stores it under `fixtures/{name}/`.
+async fn rerecord<F, Fut>(name: &str, backend: &str, transport: &str, backend_toml: &str, client: F)
+where
+    F: FnOnce(Gateway) -> Fut,
+    Fut: std::future::Future<Output = (Gateway, i64)>,
+{
+    let dir = TestDir::new("rerecord");
+    let rec = dir.path().join("rec");
+    let cfg = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [record]\ninclude_arguments = true\n\n[[backends]]\nname = \"{backend}\"\n{backend_toml}\n"
+    );
+    let gw = Gateway::builder(&cfg)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let (gw, last_id) = client(gw).await;
+    let fixture = wait_for_fixture(&rec, response_to(last_id));
+    drop(gw);
+    let target = fixtures_dir().join(name);
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::create_dir_all(&target).expect("create fixtures dir");
+    std::fs::copy(&fixture, target.join("session.jsonl")).expect("copy fixture");
+    std::fs::write(
+        target.join("gateway.toml"),
+        committed_config(backend, transport),
+    )
+    .expect("write config");
+}
+
+async fn handshake_calls(url: &str) -> i64 {
+    let mut s = McpSession::initialize(url, "2025-06-18", &[]).await;
+    s.request("tools/list", json!({})).await;
+    s.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "hello"}}),
+    )
+    .await;
+    let read = s
+        .request("resources/read", json!({"uri": "demo://readme"}))
+        .await;
+    assert!(read["result"].is_object(), "{read}");
+    3
+}
+
+async fn rerecord_all() {
+    rerecord(
+        "demo-stdio-handshake",
+        "demo",
+        "stdio",
+        &format!(
+            "transport = \"stdio\"\ncommand = {}",
+            toml_array(&DemoServer::stdio_argv())
+        ),
+        |gw| async move {
+            let url = gw.url();
+            let mut s = McpSession::initialize(&url, "2025-06-18", &[]).await;
+            s.request("tools/list", json!({})).await;
+            s.request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": "hello"}}),
+            )
+            .await;
+            let slow = s
+                .request(
+                    "tools/call",
+                    json!({"name": "slow_count", "arguments": {"steps": 2, "delay_ms": 1},
+                           "_meta": {"progressToken": "p1"}}),
+                )
+                .await;
+            assert!(slow["result"].is_object(), "{slow}");
+            s.request("resources/read", json!({"uri": "demo://readme"}))
+                .await;
+            let greet = s
+                .request(
+                    "prompts/get",
+                    json!({"name": "greet", "arguments": {"name": "Ada"}}),
+                )
+                .await;
+            assert!(greet["result"].is_object(), "{greet}");
+            (gw, 5)
+        },
+    )
+    .await;
+
+    let demo_http = DemoServer::start_http();
+    rerecord(
+        "demo-http-stateless",
+        "demo",
+        "streamable_http",
+        &format!(
+            "transport = \"streamable_http\"\nurl = \"{}\"",
+            demo_http.url()
+        ),
+        |gw| async move {
+            use crate::util::http::modern_request;
+            let url = gw.url();
+            let d = modern_request(&url, 1, "server/discover", json!({}), &[]).await;
+            assert_eq!(d.status, 200, "{d:?}");
+            modern_request(&url, 2, "tools/list", json!({}), &[]).await;
+            let call = modern_request(
+                &url,
+                3,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": "hello"}}),
+                &[],
+            )
+            .await;
+            assert!(call.rpc()["result"].is_object(), "{call:?}");
+            modern_request(
+                &url,
+                4,
+                "resources/read",
+                json!({"uri": "demo://readme"}),
+                &[],
+            )
+            .await;
+            (gw, 4)
+        },
+    )
+    .await;
+    drop(demo_http);
+
+    rerecord(
+        "everything-stdio-websocket",
+        "everything",
+        "stdio",
+        &format!(
+            "transport = \"stdio\"\ncommand = {}",
+            toml_array(&crate::util::Everything::stdio_argv())
+        ),
+        |gw| async move {
+            let mut ws =
+                crate::util::front::WsClient::connect(&format!("ws://{}/ws", gw.addr())).await;
+            let mut ask = async |id: i64, method: &str, params: Value| {
+                ws.send_json(
+                    &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+                )
+                .await;
+                for _ in 0..100 {
+                    let m = ws
+                        .next_json(Duration::from_secs(30))
+                        .await
+                        .expect("a message from the gateway");
+                    if m["id"] == json!(id) && m.get("method").is_none() {
+                        return m;
+                    }
+                }
+                panic!("no response to {id}");
+            };
+            let init = ask(
+                0,
+                "initialize",
+                json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "gateway-tests", "version": "0"}}),
+            )
+            .await;
+            assert!(init["result"].is_object(), "{init}");
+            ask(1, "tools/list", json!({})).await;
+            ask(
+                2,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"message": "hello"}}),
+            )
+            .await;
+            let sum = ask(
+                3,
+                "tools/call",
+                json!({"name": "get-sum", "arguments": {"a": 2, "b": 3}}),
+            )
+            .await;
+            assert!(sum["result"].is_object(), "{sum}");
+            (gw, 3)
+        },
+    )
+    .await;
+
+    let py = crate::util::PyDemoServer::start_http();
+    rerecord(
+        "python-sdk-http",
+        "py",
+        "streamable_http",
+        &format!("transport = \"streamable_http\"\nurl = \"{}\"", py.url()),
+        |gw| async move {
+            let last = handshake_calls(&gw.url()).await;
+            (gw, last)
+        },
+    )
+    .await;
+    drop(py);
+}
+
+/// Replays every recording under `fixtures/` (`MCP_GATEWAY_RERECORD=1`
+/// records them again from the real servers first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_fixtures_replay_clean() {
+    if std::env::var_os("MCP_GATEWAY_RERECORD").is_some() {
+        rerecord_all().await;
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("gateway.toml").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 4, "committed recordings: {dirs:?}");
+    for d in dirs {
+        let fixtures: Vec<PathBuf> = std::fs::read_dir(&d)
+            .expect("read fixture dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        assert!(!fixtures.is_empty(), "{d:?} holds no .jsonl");
+        let refs: Vec<&Path> = fixtures.iter().map(PathBuf::as_path).collect();
+        let run = replay(&d.join("gateway.toml"), &refs, &[]);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "{}:\n{}\n{}",
+            d.display(),
+            run.stdout,
+            run.stderr
+        );
+    }
+}
