@@ -440,3 +440,67 @@ fn config_digest(config: &Config) -> String {
         hex::encode(Sha256::digest(format!("{c:?}").as_bytes()))
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorder(capacity: usize) -> (Arc<Recorder>, mpsc::Receiver<Job>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let r = Arc::new(Recorder {
+            tx,
+            include_arguments: false,
+            config_digest: "sha256:x".into(),
+        });
+        (r, rx)
+    }
+
+    fn tape(r: &Arc<Recorder>) -> Arc<Tape> {
+        r.tape(TapeInfo {
+            session_id: "s",
+            era: Era::Handshake,
+            protocol_version: "2025-06-18",
+            transport: "streamable_http",
+            route: "",
+            sub: "alice",
+            tenant: None,
+            backends: Vec::new(),
+        })
+    }
+
+    fn line(job: Option<Job>) -> Value {
+        match job {
+            Some(Job::Line { line, .. }) | Some(Job::Sticky { line, .. }) => line,
+            _ => Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_the_fixture_says_how_many() {
+        let (r, mut rx) = recorder(1);
+        let t = tape(&r); // the header fills the queue
+        let ping = Envelope::notification("notifications/message", None);
+        t.client(Dir::GatewayToClient, &ping, None);
+        t.client(Dir::GatewayToClient, &ping, None);
+        assert_eq!(line(rx.try_recv().ok())["type"], "header");
+        t.client(Dir::GatewayToClient, &ping, None);
+        assert_eq!(line(rx.try_recv().ok()), json!({"type": "gap", "lost": 2}));
+    }
+
+    #[test]
+    fn tool_arguments_are_hashed_unless_asked_for() {
+        let mut m = json!({"method": "tools/call", "params": {"name": "x", "arguments": {"token": "hunter2"}}});
+        redact_arguments(&mut m);
+        let args = m["params"]["arguments"].to_string();
+        assert!(!args.contains("hunter2"), "{args}");
+        assert_eq!(
+            m["params"]["arguments"][REDACTED_KEY]
+                .as_str()
+                .map(str::len),
+            Some(64)
+        );
+        let before = m.clone();
+        redact_arguments(&mut m);
+        assert_eq!(m, before, "redacting twice changes nothing");
+    }
+}

@@ -275,3 +275,6 @@ async fn serve(app: axum::Router, stop: &CancellationToken) -> Result<SocketAddr
     });
     Ok(addr)
 }
+
+#[cfg(test)]
+mod tests;
