@@ -79,7 +79,7 @@ fn an_unusable_line_is_named_and_never_panics() {
             "f.jsonl:2: unknown line type \"weird\"",
         ),
         (
-            format!("{{\"type\":\"message\"}}\n"),
+            "{\"type\":\"message\"}\n".to_owned(),
             "f.jsonl:1: expected the header line first",
         ),
         (format!("{h}\n\u{0}\u{1}\n"), "f.jsonl:2: invalid JSON"),
