@@ -149,7 +149,13 @@ impl Recorder {
             "protocol_version": info.protocol_version,
             "transport": info.transport,
             "route": info.route,
-            "principal": {"sub": info.sub, "tenant": info.tenant},
+            "principal": {
+                "sub": info.principal.sub,
+                "tenant": info.principal.tenant,
+                "client_id": info.principal.client_id,
+                "scopes": info.principal.scopes,
+                "auth": info.principal.auth,
+            },
             "include_arguments": self.include_arguments,
             "backends": backends,
         });
@@ -180,8 +186,9 @@ pub struct TapeInfo<'a> {
     pub protocol_version: &'a str,
     pub transport: &'a str,
     pub route: &'a str,
-    pub sub: &'a str,
-    pub tenant: Option<&'a str>,
+    /// Who: subject, tenant, client id, scopes and how they were proven
+    /// (never the credential itself).
+    pub principal: &'a crate::auth::Principal,
     pub backends: Vec<&'a crate::config::BackendConfig>,
 }
 
@@ -462,8 +469,7 @@ mod tests {
             protocol_version: "2025-06-18",
             transport: "streamable_http",
             route: "",
-            sub: "alice",
-            tenant: None,
+            principal: &crate::auth::Principal::anonymous(),
             backends: Vec::new(),
         })
     }

@@ -18,6 +18,9 @@ use super::normalize::normalize;
 use crate::mcp;
 use crate::record::Dir;
 
+/// Where the replaying client presents its per-run API key.
+pub const KEY_HEADER: &str = "x-mcp-replay-key";
+
 /// Longest wait for one response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,7 +77,7 @@ fn client_messages(fixture: &Fixture) -> impl Iterator<Item = &Message> {
         .filter(|m| m.dir == Dir::ClientToGateway && !m.is_response())
 }
 
-pub async fn play(base: &str, fixture: &Fixture) -> Result<(), PlayError> {
+pub async fn play(base: &str, fixture: &Fixture, key: Option<&str>) -> Result<(), PlayError> {
     let route = &fixture.header.route;
     match fixture.header.transport.as_str() {
         "streamable_http" => {
@@ -83,7 +86,7 @@ pub async fn play(base: &str, fixture: &Fixture) -> Result<(), PlayError> {
             } else {
                 format!("http://{base}/servers/{route}/mcp")
             };
-            play_http(&url, fixture).await
+            play_http(&url, fixture, key).await
         }
         "websocket" => {
             let url = if route.is_empty() {
@@ -91,14 +94,21 @@ pub async fn play(base: &str, fixture: &Fixture) -> Result<(), PlayError> {
             } else {
                 format!("ws://{base}/servers/{route}/ws")
             };
-            play_ws(&url, fixture).await
+            play_ws(&url, fixture, key).await
         }
         other => Err(PlayError::Unsupported(other.to_owned())),
     }
 }
 
-async fn play_http(url: &str, fixture: &Fixture) -> Result<(), PlayError> {
+async fn play_http(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<(), PlayError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(k) = key
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(k)
+    {
+        headers.insert(KEY_HEADER, v);
+    }
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(RESPONSE_TIMEOUT)
         .build()
         .map_err(|e| io("http client", e))?;
@@ -188,9 +198,14 @@ async fn play_http(url: &str, fixture: &Fixture) -> Result<(), PlayError> {
     Ok(())
 }
 
-async fn play_ws(url: &str, fixture: &Fixture) -> Result<(), PlayError> {
+async fn play_ws(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<(), PlayError> {
     use tungstenite::client::IntoClientRequest as _;
     let mut request = url.into_client_request().map_err(|e| io(url, e))?;
+    if let Some(k) = key
+        && let Ok(v) = tungstenite::http::HeaderValue::from_str(k)
+    {
+        request.headers_mut().insert(KEY_HEADER, v);
+    }
     request.headers_mut().insert(
         "sec-websocket-protocol",
         tungstenite::http::HeaderValue::from_static("mcp"),

@@ -45,6 +45,13 @@ pub struct Header {
 pub struct Principal {
     pub sub: String,
     pub tenant: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// `none`, `jwt`, `introspection`, `api_key`.
+    #[serde(default)]
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,9 +10,11 @@
 //! backend answers). Never writes next to the fixtures; the run's own
 //! recording lives in a temporary directory removed afterwards.
 //!
-//! The replaying client is anonymous: auth is turned off and backends'
-//! `required_scopes` are cleared (the recorded principal is in the header
-//! but not yet injected).
+//! The replaying client is the recorded principal: for a recording made
+//! with authentication, the config's auth is replaced by one API key (random,
+//! per run) bound to the recorded subject, tenant, client id and scopes, so
+//! policies and required scopes see the same caller (its `auth` is then
+//! `api_key`). A recording without authentication replays without it.
 
 pub mod backend;
 mod client;
@@ -30,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use compare::Difference;
 
-use crate::config::{AuthMode, BackendTransport, Config, RecordConfig};
+use sha2::{Digest, Sha256};
+
+use crate::config::{ApiKeyConfig, AuthMode, BackendTransport, Config, RecordConfig};
 use crate::session::Gateway;
 
 /// The verdict on one fixture.
@@ -199,9 +203,20 @@ async fn replay_in(
     }
     cfg.auth.mode = AuthMode::None;
     cfg.auth.api_keys.clear();
-    for b in &mut cfg.backends {
-        b.required_scopes.clear();
-    }
+    let p = &recorded.header.principal;
+    let key = (p.auth.as_deref().unwrap_or("none") != "none").then(|| {
+        let key = crate::session::new_session_id();
+        cfg.auth.api_keys.push(ApiKeyConfig {
+            header: client::KEY_HEADER.to_owned(),
+            scheme: None,
+            sha256: Sha256::digest(key.as_bytes()).into(),
+            subject: p.sub.clone(),
+            tenant: p.tenant.clone(),
+            client_id: p.client_id.clone(),
+            scopes: p.scopes.clone(),
+        });
+        key
+    });
     cfg.record = RecordConfig {
         dir: Some(scratch.to_path_buf()),
         include_arguments: recorded.header.include_arguments,
@@ -225,7 +240,7 @@ async fn replay_in(
                 .await
         });
     }
-    let played = client::play(&addr.to_string(), recorded).await;
+    let played = client::play(&addr.to_string(), recorded, key.as_deref()).await;
     if let Some(r) = &gw.recorder {
         r.flush().await;
     }

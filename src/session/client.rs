@@ -104,8 +104,7 @@ impl Session {
                 protocol_version: &client.protocol_version,
                 transport,
                 route: &route.key,
-                sub: &principal.sub,
-                tenant: principal.tenant.as_deref(),
+                principal: &principal,
                 backends: route.backends.iter().map(|b| &b.config).collect(),
             })
         });

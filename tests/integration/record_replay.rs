@@ -222,6 +222,24 @@ async fn recorded_session_replays_and_each_change_is_reported() {
     );
     assert_eq!(report["exit"], 1);
 
+    // The replaying client is the recorded principal: a config that
+    // requires a scope it never had refuses it.
+    let scoped = dir.write(
+        "scoped.toml",
+        &config(&["demo"], "").replace(
+            "[[auth.api_keys]]",
+            "[auth]\nrequired_scopes = [\"mcp\"]\n[[auth.api_keys]]",
+        ),
+    );
+    let run = replay(&scoped, &[&fixture], &[]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("line 3: initialize: the replayed gateway never received it"),
+        "{}",
+        run.stdout
+    );
+
     // A config change: a second backend makes the default route multiplexed,
     // so names get prefixed and the unprefixed call no longer resolves.
     let changed = dir.write("changed.toml", &config(&["demo", "other"], ""));
