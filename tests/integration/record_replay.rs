@@ -664,6 +664,28 @@ async fn rerecord_all() {
     drop(py);
 }
 
+/// Every line of every committed fixture is valid against
+/// `schemas/fixture.schema.json` (Python `jsonschema`, draft 2020-12).
+#[test]
+fn committed_fixtures_follow_the_schema() {
+    let script = "import glob, json, sys, jsonschema\n\
+        v = jsonschema.Draft202012Validator(json.load(open('schemas/fixture.schema.json')))\n\
+        n = 0\n\
+        for f in sorted(glob.glob('fixtures/*/*.jsonl')):\n\
+        \x20   for i, line in enumerate(open(f), 1):\n\
+        \x20       n += 1\n\
+        \x20       for e in v.iter_errors(json.loads(line)):\n\
+        \x20           sys.exit(f'{f}:{i}: {e.message}')\n\
+        print(n)\n";
+    let mut cmd = Command::new(crate::util::drivers::venv_python());
+    cmd.args(["-c", script])
+        .current_dir(crate::util::drivers::repo_root());
+    let f = run_with_timeout("schema check", cmd, Duration::from_secs(60));
+    assert!(f.status.success(), "{}\n{}", f.stdout, f.stderr);
+    let lines: usize = f.stdout.trim().parse().unwrap_or(0);
+    assert!(lines > 40, "only {lines} lines checked");
+}
+
 /// Replays every recording under `fixtures/` (`MCP_GATEWAY_RERECORD=1`
 /// records them again from the real servers first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
