@@ -449,6 +449,55 @@ async fn fixture_server_answers_the_python_sdk_as_recorded() {
     assert!(direct["echo"].to_string().contains("hello"), "{direct}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_replay_detects_backend_drift() {
+    let dir = TestDir::new("record-live");
+    let rec = dir.path().join("rec");
+    let cfg_text = config(&["demo"], "[record]\ninclude_arguments = true\n");
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[("x-api-key", API_KEY)]).await;
+    s.request("tools/list", json!({})).await;
+    let call = s
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "hi"}}),
+        )
+        .await;
+    assert!(call["result"].is_object(), "{call}");
+    let fixture = wait_for_fixture(&rec, response_to(2));
+    drop(gw);
+
+    // The same real backend: no drift.
+    let run = replay(&cfg, &[&fixture], &["--live"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+
+    // Another implementation behind the same name: its answers drifted.
+    let other = cfg_text.replace(
+        &toml_array(&DemoServer::stdio_argv()),
+        &toml_array(&crate::util::PyDemoServer::stdio_argv()),
+    );
+    assert_ne!(other, cfg_text);
+    let other = dir.write("other.toml", &other);
+    let run = replay(&other, &[&fixture], &["--live"]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("tools/list: response differs at /result/"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("backend→gateway (demo): response recorded, not sent in the replay"),
+        "{}",
+        run.stdout
+    );
+}
+
 // --- committed fixtures ---------------------------------------------------------
 
 /// `fixtures/` at the repository root.
