@@ -207,7 +207,9 @@ fn syntax_error_reported_once() {
 fn unknown_keys() {
     check(
         "foo = 1\n",
-        &["gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen)"],
+        &[
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, record)",
+        ],
     );
     check(
         "[listn]\naddr = \"x\"\n",
@@ -230,7 +232,7 @@ fn unknown_keys() {
     check(
         "[policy]\nfiles = []\n",
         &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen)",
+            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, record)",
         ],
     );
     check(
@@ -646,8 +648,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, record)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, record)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");
