@@ -267,6 +267,83 @@ async fn recorded_session_replays_and_each_change_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_session_records_no_secret_and_replays_as_its_principal() {
+    const HS: &str = "hs256-secret-for-the-recording-test-0123456789";
+    const BACKEND_SECRET: &str = "backend-secret-header-value-77";
+    let demo = DemoServer::start_http();
+    let dir = TestDir::new("record-jwt");
+    let rec = dir.path().join("rec");
+    let cfg_text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [auth]\nmode = \"jwt\"\nissuer = \"https://iss.test\"\naudience = \"https://gw.test/mcp\"\n\
+         hs256_secret_env = \"GW_REC_HS\"\nrequired_scopes = [\"tools:read\"]\n\
+         [[backends]]\nname = \"demo\"\ntransport = \"streamable_http\"\nurl = \"{}\"\n\
+         headers = {{ \"x-backend-key\" = \"${{GW_REC_BACKEND}}\" }}\n",
+        demo.url()
+    );
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .env("GW_REC_HS", HS)
+        .env("GW_REC_BACKEND", BACKEND_SECRET)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let token = crate::util::auth::mint_with_env(
+        &[
+            "--sub",
+            "alice",
+            "--iss",
+            "https://iss.test",
+            "--aud",
+            "https://gw.test/mcp",
+            "--hs256-secret-env",
+            "GW_REC_HS",
+            "--tenant",
+            "acme",
+            "--scope",
+            "tools:read",
+        ],
+        &[("GW_REC_HS", HS)],
+    );
+    let bearer = format!("Bearer {token}");
+    let mut s =
+        McpSession::initialize(&gw.url(), "2025-06-18", &[("authorization", &bearer)]).await;
+    let call = s
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "hi"}}),
+        )
+        .await;
+    assert!(call["result"].is_object(), "{call}");
+    let fixture = wait_for_fixture(&rec, response_to(1));
+    drop(gw);
+    let text = std::fs::read_to_string(&fixture).expect("read fixture");
+    let signature = token.rsplit('.').next().unwrap_or(&token);
+    for secret in [token.as_str(), signature, HS, BACKEND_SECRET] {
+        assert!(!text.contains(secret), "{secret:?} in the fixture:\n{text}");
+    }
+    let header = &lines(&fixture)[0];
+    assert_eq!(
+        header["principal"],
+        json!({"sub": "alice", "tenant": "acme", "client_id": null, "scopes": ["tools:read"], "auth": "jwt"})
+    );
+    // Replayed as alice with her scopes: the required scope is met.
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["replay", "--config"])
+        .arg(&cfg)
+        .arg(&fixture)
+        .env("GW_REC_HS", HS)
+        .env("GW_REC_BACKEND", BACKEND_SECRET);
+    let run = run_with_timeout("replay", cmd, Duration::from_secs(120));
+    assert_eq!(run.status.code(), Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(": match (2 requests)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_fixtures_exit_2_with_the_line() {
     let dir = TestDir::new("record-corrupt");
     let (cfg, fixture) = record_basic(&dir).await;
