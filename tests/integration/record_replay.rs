@@ -343,6 +343,68 @@ async fn a_jwt_session_records_no_secret_and_replays_as_its_principal() {
     );
 }
 
+/// 2026-07-28 exchanges of one principal share a fixture until
+/// `record.group_window_s` pass in silence; then a new one starts, with the
+/// same header and backend lines, and each replays on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_exchanges_are_grouped_by_a_quiet_window() {
+    use crate::util::http::modern_request;
+    let dir = TestDir::new("record-window");
+    let rec = dir.path().join("rec");
+    let cfg_text = config(&["demo"], "[record]\ngroup_window_s = 1\n");
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let key = [("x-api-key", API_KEY)];
+    let url = gw.url();
+    assert_eq!(
+        modern_request(&url, 1, "tools/list", json!({}), &key)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        modern_request(&url, 2, "prompts/list", json!({}), &key)
+            .await
+            .status,
+        200
+    );
+    wait_for_fixture(&rec, response_to(2));
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        modern_request(&url, 3, "tools/list", json!({}), &key)
+            .await
+            .status,
+        200
+    );
+    let second = wait_for_fixture(&rec, response_to(3));
+    drop(gw);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&rec)
+        .expect("read rec")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let first = lines(&files[0]);
+    let later = lines(&second);
+    assert_eq!(first[0]["era"], "stateless");
+    assert_eq!(first[0], later[0], "same header");
+    assert_eq!(later[1]["type"], "backend");
+    let ids = |ls: &[Value]| -> Vec<Value> {
+        ls.iter()
+            .filter(|l| l["dir"] == "client_to_gateway")
+            .map(|l| l["message"]["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&first), [json!(1), json!(2)]);
+    assert_eq!(ids(&later), [json!(3)]);
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let run = replay(&cfg, &refs, &[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_fixtures_exit_2_with_the_line() {
     let dir = TestDir::new("record-corrupt");
