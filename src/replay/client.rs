@@ -1,6 +1,6 @@
 //! Plays the client side of a fixture against a gateway: the recorded
 //! client→gateway messages in their recorded order, over the recorded
-//! front door (Streamable HTTP in either era, or WebSocket), with the
+//! front door (Streamable HTTP in either era, legacy HTTP+SSE, WebSocket), with the
 //! recorded ids. A server→client request is answered with the client's
 //! recorded answer to the same request (method and normalized params).
 //! What the gateway sends back is not judged here: the replaying gateway
@@ -26,7 +26,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlayError {
-    #[error("the {0} front door cannot be replayed yet (streamable_http and websocket can)")]
+    #[error("the {0:?} front door cannot be replayed (streamable_http, sse and websocket can)")]
     Unsupported(String),
     #[error("{what}: {reason}")]
     Io { what: String, reason: String },
@@ -96,8 +96,86 @@ pub async fn play(base: &str, fixture: &Fixture, key: Option<&str>) -> Result<()
             };
             play_ws(&url, fixture, key).await
         }
+        "sse" => {
+            let url = if route.is_empty() {
+                format!("http://{base}/sse")
+            } else {
+                format!("http://{base}/servers/{route}/sse")
+            };
+            play_sse(base, &url, fixture, key).await
+        }
         other => Err(PlayError::Unsupported(other.to_owned())),
     }
+}
+
+/// The legacy HTTP+SSE front door (2024-11-05): one GET stream carries
+/// every answer; messages are POSTed to the endpoint it announces.
+async fn play_sse(
+    base: &str,
+    url: &str,
+    fixture: &Fixture,
+    key: Option<&str>,
+) -> Result<(), PlayError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(k) = key
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(k)
+    {
+        headers.insert(KEY_HEADER, v);
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| io("http client", e))?;
+    let stream = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        http.get(url).header("accept", "text/event-stream").send(),
+    )
+    .await
+    .map_err(|_| io(url, "no answer in time"))?
+    .map_err(|e| io(url, e))?;
+    let mut events = stream.bytes_stream().eventsource();
+    let endpoint = loop {
+        match tokio::time::timeout(RESPONSE_TIMEOUT, events.next()).await {
+            Ok(Some(Ok(e))) if e.event == "endpoint" => break e.data,
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(io(url, e)),
+            Ok(None) | Err(_) => return Err(io(url, "no endpoint event")),
+        }
+    };
+    let post_url = format!("http://{base}{}", endpoint.trim());
+    let post = |body: String| {
+        http.post(&post_url)
+            .header("content-type", "application/json")
+            .timeout(RESPONSE_TIMEOUT)
+            .body(body)
+            .send()
+    };
+    for m in client_messages(fixture) {
+        let what = format!("line {}: {}", m.line, m.method().unwrap_or_default());
+        post(m.message.to_string())
+            .await
+            .map_err(|e| io(&what, e))?;
+        let Some(id) = m.id() else { continue };
+        let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            let event = match tokio::time::timeout_at(deadline, events.next()).await {
+                Err(_) => return Err(io(&what, "no response in time")),
+                Ok(None) => return Err(io(&what, "the gateway closed the stream")),
+                Ok(Some(Err(e))) => return Err(io(&what, e)),
+                Ok(Some(Ok(e))) => e,
+            };
+            let Ok(msg) = serde_json::from_str::<Value>(&event.data) else {
+                continue;
+            };
+            if msg.get("method").is_some() && msg.get("id").is_some() {
+                let answer = recorded_answer(fixture, &msg);
+                post(answer.to_string()).await.map_err(|e| io(&what, e))?;
+            } else if msg.get("method").is_none() && msg.get("id") == Some(id) {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn play_http(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<(), PlayError> {

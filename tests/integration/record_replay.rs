@@ -677,7 +677,14 @@ where
         .arg(rec.to_str().expect("utf-8 path"))
         .start();
     let (gw, last_id) = client(gw).await;
-    let fixture = wait_for_fixture(&rec, response_to(last_id));
+    // A negative id: the client picks its own ids; wait for a tool result.
+    let fixture = if last_id < 0 {
+        wait_for_fixture(&rec, |v| {
+            v["dir"] == "gateway_to_client" && v["message"]["result"]["content"].is_array()
+        })
+    } else {
+        wait_for_fixture(&rec, response_to(last_id))
+    };
     drop(gw);
     let target = fixtures_dir().join(name);
     let _ = std::fs::remove_dir_all(&target);
@@ -837,6 +844,31 @@ async fn rerecord_all() {
     )
     .await;
 
+    rerecord(
+        "python-sdk-stdio-sse-front",
+        "py",
+        "stdio",
+        &format!(
+            "transport = \"stdio\"\ncommand = {}",
+            toml_array(&crate::util::PyDemoServer::stdio_argv())
+        ),
+        |gw| async move {
+            let target = format!("sse:{}", gw.url_for("/sse"));
+            tokio::task::spawn_blocking(move || {
+                py_client(
+                    "legacy-2024-11-05",
+                    &target,
+                    "tools",
+                    &["--call", "echo", "--args", "{\"message\": \"hello\"}"],
+                )
+            })
+            .await
+            .expect("py_client over the SSE front door");
+            (gw, -1)
+        },
+    )
+    .await;
+
     let py = crate::util::PyDemoServer::start_http();
     rerecord(
         "python-sdk-http",
@@ -887,7 +919,7 @@ async fn committed_fixtures_replay_clean() {
         .filter(|p| p.join("gateway.toml").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 4, "committed recordings: {dirs:?}");
+    assert!(dirs.len() >= 5, "committed recordings: {dirs:?}");
     for d in dirs {
         let fixtures: Vec<PathBuf> = std::fs::read_dir(&d)
             .expect("read fixture dir")
