@@ -685,6 +685,16 @@ where
     } else {
         wait_for_fixture(&rec, response_to(last_id))
     };
+    // Let the writer catch up: the file stops growing.
+    let mut size = 0;
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = std::fs::metadata(&fixture).map(|m| m.len()).unwrap_or(0);
+        if now == size {
+            break;
+        }
+        size = now;
+    }
     drop(gw);
     let target = fixtures_dir().join(name);
     let _ = std::fs::remove_dir_all(&target);
@@ -869,6 +879,29 @@ async fn rerecord_all() {
     )
     .await;
 
+    rerecord(
+        "demo-stdio-python-client-full",
+        "demo",
+        "stdio",
+        &format!(
+            "transport = \"stdio\"\ncommand = {}",
+            toml_array(&DemoServer::stdio_argv())
+        ),
+        |gw| async move {
+            let url = gw.url();
+            let out =
+                tokio::task::spawn_blocking(move || py_client("legacy", &url, "demo-full", &[]))
+                    .await
+                    .expect("py_client demo-full");
+            assert!(
+                !out["elicitations"].as_array().is_none_or(Vec::is_empty),
+                "{out}"
+            );
+            (gw, -1)
+        },
+    )
+    .await;
+
     let py = crate::util::PyDemoServer::start_http();
     rerecord(
         "python-sdk-http",
@@ -919,7 +952,7 @@ async fn committed_fixtures_replay_clean() {
         .filter(|p| p.join("gateway.toml").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 5, "committed recordings: {dirs:?}");
+    assert!(dirs.len() >= 6, "committed recordings: {dirs:?}");
     for d in dirs {
         let fixtures: Vec<PathBuf> = std::fs::read_dir(&d)
             .expect("read fixture dir")
