@@ -53,7 +53,9 @@ pub struct Scripted {
     backends: HashMap<String, Script>,
 }
 
-/// What to send back for one request: notifications first, then the response.
+/// What to send back for one request: the backend's own messages about it
+/// (notifications, and requests to the client) in recorded order, then the
+/// response.
 pub struct Reply {
     pub notifications: Vec<Value>,
     pub response: Value,
@@ -118,7 +120,8 @@ impl Scripted {
                 rec.answer = Some(Answer::Result(r.clone()));
             } else if let Some(e) = m.message.get("error") {
                 rec.answer = Some(Answer::Error(e.clone()));
-            } else if m.method().is_some() && m.id().is_none() {
+            } else if m.method().is_some() {
+                // Notifications and server→client requests, in order.
                 rec.notifications.push(m.message.clone());
             }
         }
@@ -259,7 +262,12 @@ impl Scripted {
 /// Streamable HTTP: `/{backend}/mcp` for every backend of the fixture, and
 /// `/mcp` for `default`.
 pub fn router(scripted: Arc<Scripted>, default: Option<String>) -> Router {
-    let state = Arc::new(HttpState { scripted, default });
+    let state = Arc::new(HttpState {
+        scripted,
+        default,
+        asked: Mutex::new(HashMap::new()),
+        next_ask: std::sync::atomic::AtomicU64::new(1),
+    });
     Router::new()
         .route("/mcp", post(post_default).get(not_allowed).delete(deleted))
         .route(
@@ -272,7 +280,13 @@ pub fn router(scripted: Arc<Scripted>, default: Option<String>) -> Router {
 struct HttpState {
     scripted: Arc<Scripted>,
     default: Option<String>,
+    /// Requests sent to the client, waiting for its answer, by our id.
+    asked: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
+    next_ask: std::sync::atomic::AtomicU64,
 }
+
+/// How long a recorded server→client request waits for the client.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn not_allowed() -> StatusCode {
     StatusCode::METHOD_NOT_ALLOWED
@@ -284,7 +298,7 @@ async fn deleted() -> StatusCode {
 
 async fn post_default(State(s): State<Arc<HttpState>>, body: Bytes) -> Response {
     let backend = s.default.clone().unwrap_or_default();
-    answer_http(&s.scripted, &backend, &body)
+    answer_http(&s, &backend, &body)
 }
 
 async fn post_named(
@@ -293,20 +307,72 @@ async fn post_named(
     _headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    answer_http(&s.scripted, &backend, &body)
+    answer_http(&s, &backend, &body)
 }
 
-fn answer_http(scripted: &Scripted, backend: &str, body: &[u8]) -> Response {
+fn answer_http(state: &Arc<HttpState>, backend: &str, body: &[u8]) -> Response {
+    let scripted = &state.scripted;
     let Ok(msg) = serde_json::from_slice::<Value>(body) else {
         let error = json!({"jsonrpc": "2.0", "id": null, "error": {"code": mcp::code::PARSE_ERROR, "message": "parse error"}});
         return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
     };
     let initialize = msg.get("method").and_then(Value::as_str) == Some("initialize");
+    if msg.get("method").is_none()
+        && let Some(id) = msg.get("id").and_then(Value::as_str)
+        && let Some(waiting) = state.asked.lock().ok().and_then(|mut a| a.remove(id))
+    {
+        let _ = waiting.send(msg);
+        return StatusCode::ACCEPTED.into_response();
+    }
     let Some(reply) = scripted.handle(backend, &msg) else {
         return StatusCode::ACCEPTED.into_response();
     };
+    let asks = reply
+        .notifications
+        .iter()
+        .any(|m| m.get("id").is_some_and(|i| !i.is_null()));
     let mut response = if reply.notifications.is_empty() {
         axum::Json(reply.response).into_response()
+    } else if asks {
+        // Requests to the client: each waits for its answer before the
+        // stream goes on, as the recorded backend did.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+        let state = state.clone();
+        tokio::spawn(async move {
+            for mut m in reply.notifications {
+                let waiting = match m.get("id") {
+                    Some(id) if !id.is_null() => {
+                        let n = state
+                            .next_ask
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let ours = format!("fixture-{n}");
+                        let (done, wait) = tokio::sync::oneshot::channel();
+                        if let Ok(mut a) = state.asked.lock() {
+                            a.insert(ours.clone(), done);
+                        }
+                        if let Some(obj) = m.as_object_mut() {
+                            obj.insert("id".into(), ours.into());
+                        }
+                        Some(wait)
+                    }
+                    _ => None,
+                };
+                if tx.send(Ok(sse_event(&m))).await.is_err() {
+                    return;
+                }
+                if let Some(wait) = waiting {
+                    let _ = tokio::time::timeout(ASK_TIMEOUT, wait).await;
+                }
+            }
+            let _ = tx.send(Ok(sse_event(&reply.response))).await;
+        });
+        let mut r =
+            Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/event-stream"),
+        );
+        r
     } else {
         let mut text = String::new();
         for m in reply
@@ -332,7 +398,13 @@ fn answer_http(scripted: &Scripted, backend: &str, body: &[u8]) -> Response {
     response
 }
 
+fn sse_event(m: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {m}\n\n"))
+}
+
 /// stdio: newline-delimited JSON-RPC for one backend until stdin closes.
+/// Recorded requests to the client are sent, but the response does not
+/// wait for their answers.
 pub async fn serve_stdio(scripted: Arc<Scripted>, backend: String) -> std::io::Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();

@@ -646,16 +646,20 @@ fn fixtures_dir() -> PathBuf {
 
 /// The replay config committed next to a recording: the recorded backend
 /// names with their transport kind (replay replaces the transport itself).
-fn committed_config(backend: &str, transport: &str) -> String {
+fn committed_config(backend: &str, transport: &str, protocol: Option<&str>) -> String {
+    let pinned = protocol
+        .map(|p| format!("protocol = \"{p}\"\n"))
+        .unwrap_or_default();
     let how = match transport {
         "stdio" => "transport = \"stdio\"\ncommand = [\"recorded-stdio-server\"]".to_owned(),
         _ => "transport = \"streamable_http\"\nurl = \"http://127.0.0.1:9/mcp\"".to_owned(),
     };
     format!(
         "# Replay config for this recording: `mcp-gateway replay --config THIS *.jsonl`.\n\
-         # Backends are replaced by the fixture; only their names matter here.\n\
+         # Backends are replaced by the fixture: their names (and a pinned protocol)\n\
+         # matter, not their transport.\n\
          [listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\n\
-         [[backends]]\nname = \"{backend}\"\n{how}\n"
+         [[backends]]\nname = \"{backend}\"\n{how}\n{pinned}"
     )
 }
 
@@ -700,9 +704,13 @@ where
     let _ = std::fs::remove_dir_all(&target);
     std::fs::create_dir_all(&target).expect("create fixtures dir");
     std::fs::copy(&fixture, target.join("session.jsonl")).expect("copy fixture");
+    let protocol = backend_toml
+        .lines()
+        .find_map(|l| l.strip_prefix("protocol = \""))
+        .map(|p| p.trim_end_matches('"'));
     std::fs::write(
         target.join("gateway.toml"),
-        committed_config(backend, transport),
+        committed_config(backend, transport, protocol),
     )
     .expect("write config");
 }
@@ -904,6 +912,28 @@ async fn rerecord_all() {
 
     let py = crate::util::PyDemoServer::start_http();
     rerecord(
+        "python-sdk-http-handshake-full",
+        "py",
+        "streamable_http",
+        &format!(
+            "transport = \"streamable_http\"\nurl = \"{}\"\nprotocol = \"2025-11-25\"",
+            py.url()
+        ),
+        |gw| async move {
+            let url = gw.url();
+            let out =
+                tokio::task::spawn_blocking(move || py_client("legacy", &url, "demo-full", &[]))
+                    .await
+                    .expect("py_client demo-full");
+            assert!(
+                !out["samplings"].as_array().is_none_or(Vec::is_empty),
+                "{out}"
+            );
+            (gw, -1)
+        },
+    )
+    .await;
+    rerecord(
         "python-sdk-http",
         "py",
         "streamable_http",
@@ -952,7 +982,7 @@ async fn committed_fixtures_replay_clean() {
         .filter(|p| p.join("gateway.toml").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 6, "committed recordings: {dirs:?}");
+    assert!(dirs.len() >= 7, "committed recordings: {dirs:?}");
     for d in dirs {
         let fixtures: Vec<PathBuf> = std::fs::read_dir(&d)
             .expect("read fixture dir")
