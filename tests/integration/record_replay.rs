@@ -586,6 +586,21 @@ async fn fixture_server_answers_the_python_sdk_as_recorded() {
         assert_eq!(direct[key], through_gateway[key], "{key}");
     }
     assert!(direct["echo"].to_string().contains("hello"), "{direct}");
+
+    // The same over stdio.
+    let argv = vec![
+        gateway_bin().display().to_string(),
+        "fixture-server".to_owned(),
+        fixture.display().to_string(),
+    ];
+    let target = crate::util::servers::stdio_target(&argv);
+    let over_stdio =
+        tokio::task::spawn_blocking(move || py_client("legacy", &target, "basic", &[]))
+            .await
+            .expect("py_client over stdio");
+    for key in ["tools", "echo", "resources", "readme"] {
+        assert_eq!(over_stdio[key], through_gateway[key], "stdio {key}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
