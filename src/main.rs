@@ -317,6 +317,9 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
         tracing::warn!("drain timeout: abandoning the requests still in flight");
     }
     gw.close_all().await;
+    if let Some(recorder) = &gw.recorder {
+        recorder.flush().await;
+    }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = server.await;

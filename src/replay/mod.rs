@@ -155,7 +155,23 @@ async fn replay_one(config: &Config, path: &Path, live: bool, n: usize) -> Outco
     let _ = std::fs::remove_dir_all(&scratch);
     let verdict = match result {
         Ok(replayed) => {
-            let diffs = compare::compare(&recorded, &replayed, live);
+            let mut diffs = compare::compare(&recorded, &replayed, live);
+            let calls_tools = recorded
+                .messages
+                .iter()
+                .any(|m| m.method() == Some("tools/call"));
+            if live && !diffs.is_empty() && calls_tools && !recorded.header.include_arguments {
+                diffs.insert(
+                    0,
+                    Difference {
+                        kind: "replay",
+                        line: Some(1),
+                        text: "tool arguments were recorded redacted \
+                               (record.include_arguments = false): live backends got the digests"
+                            .to_owned(),
+                    },
+                );
+            }
             if diffs.is_empty() {
                 Verdict::Match
             } else {
