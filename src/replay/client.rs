@@ -192,6 +192,8 @@ async fn play_http(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<()
         .map_err(|e| io("http client", e))?;
     let stateless = fixture.header.era == "stateless";
     let mut session: Option<String> = None;
+    // Recorded → replayed `requestState` of calls the gateway parked.
+    let mut parked: Vec<(String, String)> = Vec::new();
     for m in client_messages(fixture) {
         let method = m.method().unwrap_or_default().to_owned();
         let mut req = http
@@ -219,11 +221,11 @@ async fn play_http(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<()
             );
         }
         let what = format!("line {}: {method}", m.line);
-        let response = req
-            .body(m.message.to_string())
-            .send()
-            .await
-            .map_err(|e| io(&what, e))?;
+        let mut body = m.message.to_string();
+        for (recorded, replayed) in &parked {
+            body = body.replace(recorded.as_str(), replayed.as_str());
+        }
+        let response = req.body(body).send().await.map_err(|e| io(&what, e))?;
         if method == "initialize"
             && let Some(id) = response
                 .headers()
@@ -240,7 +242,10 @@ async fn play_http(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<()
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if !is_sse {
             // The body is the response; the gateway recorded it already.
-            let _ = response.bytes().await;
+            let answer = response.bytes().await.unwrap_or_default();
+            if let Ok(v) = serde_json::from_slice::<Value>(&answer) {
+                learn_parked(fixture, m, &v, &mut parked);
+            }
             continue;
         }
         let mut events = response.bytes_stream().eventsource();
@@ -269,11 +274,39 @@ async fn play_http(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<()
                 }
                 let _ = post.body(answer.to_string()).send().await;
             } else if msg.get("method").is_none() && msg.get("id") == Some(id) {
+                learn_parked(fixture, m, &msg, &mut parked);
                 break;
             }
         }
     }
     Ok(())
+}
+
+/// A call the gateway parked on `input_required` is resumed with the
+/// `requestState` of this run, not the recorded one: pairs them up.
+fn learn_parked(
+    fixture: &Fixture,
+    request: &Message,
+    replayed: &Value,
+    parked: &mut Vec<(String, String)>,
+) {
+    let token = |v: &Value| {
+        v.get("result")
+            .and_then(|r| r.get("requestState"))
+            .and_then(Value::as_str)
+            .filter(|s| s.starts_with(super::normalize::PARKED_STATE_PREFIX))
+            .map(str::to_owned)
+    };
+    let Some(new) = token(replayed) else { return };
+    let recorded = fixture
+        .messages
+        .iter()
+        .filter(|x| x.line > request.line && x.dir == Dir::GatewayToClient && x.is_response())
+        .find(|x| x.id() == request.id())
+        .and_then(|x| token(&x.message));
+    if let Some(old) = recorded {
+        parked.push((old, new));
+    }
 }
 
 async fn play_ws(url: &str, fixture: &Fixture, key: Option<&str>) -> Result<(), PlayError> {

@@ -1,11 +1,14 @@
 //! What legitimately differs between a recording and its replay, and
 //! nothing else: JSON-RPC ids, session ids, timestamps, durations, the
-//! gateway's cursors and progress tokens. Everything else is compared as
+//! gateway's cursors, progress tokens and parked-call states. Everything else is compared as
 //! recorded.
 
 use serde_json::{Map, Value};
 
 use crate::mcp;
+
+/// How the gateway's `requestState` for a parked call begins.
+pub const PARKED_STATE_PREFIX: &str = "mcp-gateway/parked/";
 
 /// Keys whose values are replaced by a placeholder wherever they occur.
 const IGNORED: &[(&str, &str)] = &[
@@ -44,6 +47,11 @@ fn mask(v: &mut Value, sessions: &[&str]) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|i| mask(i, sessions)),
+        // The gateway's own token for a call parked on `input_required`
+        // (`session/park.rs`): a cursor of sorts, new on every run.
+        Value::String(s) if s.starts_with(PARKED_STATE_PREFIX) => {
+            *s = "<parked>".to_owned();
+        }
         Value::String(s) if sessions.iter().any(|id| !id.is_empty() && s.contains(id)) => {
             let mut t = s.clone();
             for id in sessions.iter().filter(|id| !id.is_empty()) {

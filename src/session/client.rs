@@ -1075,6 +1075,37 @@ fn bridge_result_to_stateless(method: &str, result: Box<RawValue>) -> Box<RawVal
 }
 
 impl Session {
+    /// Records a request to upstream `index`; its call number, when the
+    /// session is recorded.
+    pub(super) fn tape_to_backend(
+        &self,
+        index: usize,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Option<u64> {
+        let tape = self.tape.as_ref()?;
+        let call = tape.next_call();
+        tape.to_backend(self.upstream_name(index), Some(call), method, params);
+        Some(call)
+    }
+
+    pub(super) fn tape_from_backend(&self, backend: &str, call: u64, msg: &ClientBound) {
+        if let Some(tape) = &self.tape {
+            tape.from_backend(Some(backend), Some(call), msg);
+        }
+    }
+
+    pub(super) fn tape_backend_result(
+        &self,
+        backend: &str,
+        call: u64,
+        result: &Result<ResponsePayload, BackendError>,
+    ) {
+        if let Some(tape) = &self.tape {
+            tape.from_backend_result(backend, call, result);
+        }
+    }
+
     /// Writes a client-hop message to the session's fixture, if recorded.
     pub(crate) fn record_client(&self, dir: crate::record::Dir, env: &Envelope) {
         if let Some(tape) = &self.tape {

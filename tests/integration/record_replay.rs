@@ -1017,3 +1017,66 @@ async fn committed_fixtures_replay_clean() {
         );
     }
 }
+
+/// A stateless client's call to a handshake-era backend that asks the user:
+/// the gateway parks the backend call behind `input_required`; replay
+/// resumes it with the `requestState` of its own run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_input_required_call_replays() {
+    use crate::util::http::modern_request;
+    let py = crate::util::PyDemoServer::start_http();
+    let dir = TestDir::new("record-parked");
+    let rec = dir.path().join("rec");
+    let cfg_text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"py\"\ntransport = \"streamable_http\"\nurl = \"{}\"\n\
+         protocol = \"2025-11-25\"\n",
+        py.url()
+    );
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    let caps = json!({"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let url = gw.url();
+    let first = modern_request(
+        &url,
+        1,
+        "tools/call",
+        json!({"name": "ask_user", "arguments": {"question": "colour?"}, "_meta": caps}),
+        &[],
+    )
+    .await
+    .rpc();
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = first["result"]["requestState"].clone();
+    let key = first["result"]["inputRequests"]
+        .as_object()
+        .and_then(|o| o.keys().next().cloned())
+        .expect("an input request");
+    let second = modern_request(
+        &url,
+        2,
+        "tools/call",
+        json!({"name": "ask_user", "arguments": {"question": "colour?"}, "_meta": caps,
+               "requestState": state,
+               "inputResponses": {key: {"action": "accept", "content": {"answer": "blue"}}}}),
+        &[],
+    )
+    .await
+    .rpc();
+    assert!(second["result"].to_string().contains("blue"), "{second}");
+    let fixture = wait_for_fixture(&rec, response_to(2));
+    drop(gw);
+    let recorded = lines(&fixture);
+    assert!(
+        recorded
+            .iter()
+            .any(|l| l["dir"] == "backend_to_gateway"
+                && l["message"]["method"] == "elicitation/create"),
+        "{recorded:?}"
+    );
+    let run = replay(&cfg, &[&fixture], &[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+}
