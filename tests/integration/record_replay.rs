@@ -927,6 +927,20 @@ async fn rerecord_all() {
 
     let py = crate::util::PyDemoServer::start_http();
     rerecord(
+        "python-sdk-http-parked-stateless",
+        "py",
+        "streamable_http",
+        &format!(
+            "transport = \"streamable_http\"\nurl = \"{}\"\nprotocol = \"2025-11-25\"",
+            py.url()
+        ),
+        |gw| async move {
+            let last = parked_ask(&gw.url()).await;
+            (gw, last)
+        },
+    )
+    .await;
+    rerecord(
         "python-sdk-http-handshake-full",
         "py",
         "streamable_http",
@@ -997,7 +1011,7 @@ async fn committed_fixtures_replay_clean() {
         .filter(|p| p.join("gateway.toml").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 7, "committed recordings: {dirs:?}");
+    assert!(dirs.len() >= 8, "committed recordings: {dirs:?}");
     for d in dirs {
         let fixtures: Vec<PathBuf> = std::fs::read_dir(&d)
             .expect("read fixture dir")
@@ -1018,30 +1032,14 @@ async fn committed_fixtures_replay_clean() {
     }
 }
 
-/// A stateless client's call to a handshake-era backend that asks the user:
-/// the gateway parks the backend call behind `input_required`; replay
-/// resumes it with the `requestState` of its own run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parked_input_required_call_replays() {
+/// A 2026-07-28 client asks the user through a handshake-era backend: the
+/// gateway parks the call behind `input_required`, the client resumes it.
+/// Returns the id of the last request.
+async fn parked_ask(url: &str) -> i64 {
     use crate::util::http::modern_request;
-    let py = crate::util::PyDemoServer::start_http();
-    let dir = TestDir::new("record-parked");
-    let rec = dir.path().join("rec");
-    let cfg_text = format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
-         [[backends]]\nname = \"py\"\ntransport = \"streamable_http\"\nurl = \"{}\"\n\
-         protocol = \"2025-11-25\"\n",
-        py.url()
-    );
-    let cfg = dir.write("gateway.toml", &cfg_text);
-    let gw = Gateway::builder(&cfg_text)
-        .arg("--record")
-        .arg(rec.to_str().expect("utf-8 path"))
-        .start();
     let caps = json!({"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
-    let url = gw.url();
     let first = modern_request(
-        &url,
+        url,
         1,
         "tools/call",
         json!({"name": "ask_user", "arguments": {"question": "colour?"}, "_meta": caps}),
@@ -1056,7 +1054,7 @@ async fn a_parked_input_required_call_replays() {
         .and_then(|o| o.keys().next().cloned())
         .expect("an input request");
     let second = modern_request(
-        &url,
+        url,
         2,
         "tools/call",
         json!({"name": "ask_user", "arguments": {"question": "colour?"}, "_meta": caps,
@@ -1067,6 +1065,29 @@ async fn a_parked_input_required_call_replays() {
     .await
     .rpc();
     assert!(second["result"].to_string().contains("blue"), "{second}");
+    2
+}
+
+/// A stateless client's call to a handshake-era backend that asks the user:
+/// the gateway parks the backend call behind `input_required`; replay
+/// resumes it with the `requestState` of its own run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_input_required_call_replays() {
+    let py = crate::util::PyDemoServer::start_http();
+    let dir = TestDir::new("record-parked");
+    let rec = dir.path().join("rec");
+    let cfg_text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [[backends]]\nname = \"py\"\ntransport = \"streamable_http\"\nurl = \"{}\"\n\
+         protocol = \"2025-11-25\"\n",
+        py.url()
+    );
+    let cfg = dir.write("gateway.toml", &cfg_text);
+    let gw = Gateway::builder(&cfg_text)
+        .arg("--record")
+        .arg(rec.to_str().expect("utf-8 path"))
+        .start();
+    parked_ask(&gw.url()).await;
     let fixture = wait_for_fixture(&rec, response_to(2));
     drop(gw);
     let recorded = lines(&fixture);
