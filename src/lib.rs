@@ -16,6 +16,8 @@ pub mod frontend;
 pub mod limits;
 pub mod mcp;
 pub mod policy;
+pub mod record;
+pub mod replay;
 pub mod router;
 pub mod session;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use mcp_gateway::config::{self, Config};
 use mcp_gateway::session::Gateway;
 use mcp_gateway::telemetry::{self, LogFormat};
-use mcp_gateway::{admin, auth, bench, demo, frontend};
+use mcp_gateway::{admin, auth, bench, demo, frontend, replay};
 
 mod token;
 
@@ -46,6 +46,9 @@ enum Command {
         /// Config file; default ./mcp-gateway.toml, else the embedded quickstart.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Record every session as a fixture in DIR (overrides `[record] dir`).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
     },
     /// Load and validate a config, print a summary; exit 1 on any problem.
     Check {
@@ -57,11 +60,40 @@ enum Command {
         #[arg(long)]
         http: Option<SocketAddr>,
     },
+    /// Replay recorded fixtures through the gateway against fixture-driven
+    /// backends; exit 0 when all match, 1 on a difference, 2 on an unusable fixture.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Play the client side against the real backends (detects drift).
+        #[arg(long)]
+        live: bool,
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Text)]
+        format: ReplayFormat,
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+    },
+    /// Serve the backend side of a fixture as an MCP server (stdio; --http
+    /// ADDR for Streamable HTTP at /mcp and /{backend}/mcp).
+    FixtureServer {
+        fixture: PathBuf,
+        /// Which recorded backend to serve (default: the first).
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
     /// MCP-aware load generator: N sessions calling a tool for a fixed time.
     Bench(bench::BenchArgs),
     /// Development helpers for tokens and keys.
     #[command(subcommand)]
     Token(Box<TokenCommand>),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReplayFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -85,7 +117,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Serve { config, record } => runtime.block_on(serve(config, record)),
         Command::Check { config } => check(&config),
         Command::DemoServer { http } => runtime.block_on(async move {
             match http {
@@ -100,11 +132,78 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }),
+        Command::Replay {
+            config,
+            live,
+            format,
+            fixtures,
+        } => {
+            let cfg = match config::load_file(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    std::process::exit(2);
+                }
+            };
+            let outcomes = runtime.block_on(replay::run(&cfg, &fixtures, live));
+            match format {
+                ReplayFormat::Text => print!("{}", replay::render_text(&outcomes)),
+                ReplayFormat::Json => println!("{}", replay::render_json(&outcomes)),
+            }
+            std::process::exit(replay::exit_code(&outcomes));
+        }
+        Command::FixtureServer {
+            fixture,
+            backend,
+            http,
+        } => runtime.block_on(fixture_server(fixture, backend, http)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Token(command) => match *command {
             TokenCommand::Mint(args) => token::mint(&args),
             TokenCommand::Jwks(args) => token::jwks(&args),
         },
+    }
+}
+
+async fn fixture_server(
+    path: PathBuf,
+    backend: Option<String>,
+    http: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let fixture = match replay::fixture::load(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let scripted = Arc::new(replay::backend::Scripted::from_fixture(&fixture));
+    let names = scripted.names();
+    let backend = match backend {
+        Some(b) if names.contains(&b) => b,
+        Some(b) => anyhow::bail!("the fixture has no backend {b:?} (it has {names:?})"),
+        None => fixture
+            .header
+            .backends
+            .first()
+            .map(|b| b.name.clone())
+            .or_else(|| names.first().cloned())
+            .context("the fixture records no backend")?,
+    };
+    match http {
+        None => replay::backend::serve_stdio(scripted, backend)
+            .await
+            .context("fixture server"),
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            eprintln!(
+                "fixture-server listening on http://{}/mcp (backend {backend:?})",
+                listener.local_addr()?
+            );
+            axum::serve(listener, replay::backend::router(scripted, Some(backend)))
+                .await
+                .context("fixture server")
+        }
     }
 }
 
@@ -147,8 +246,12 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Arc::new(load_config(path)?);
+async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = load_config(path)?;
+    if let Some(dir) = record {
+        config.record.dir = Some(dir);
+    }
+    let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("binding {}", config.listen.addr))?;
@@ -220,6 +323,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::warn!("drain timeout: abandoning the requests still in flight");
     }
     gw.close_all().await;
+    if let Some(recorder) = &gw.recorder {
+        recorder.flush().await;
+    }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = server.await;

@@ -30,3 +30,5 @@ mod auth;
 
 #[path = "integration/aggregate.rs"]
 mod aggregate;
+#[path = "integration/record_replay.rs"]
+mod record_replay;

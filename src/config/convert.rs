@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::check::{join_index, join_key};
 use super::model::{
     AdminConfig, BackendConfig, BackendName, BackendTransport, Config, FailureMode, Isolation,
-    LimitsConfig, ListenConfig, MultiplexConfig, ProtocolPreference, ToolCuration,
+    LimitsConfig, ListenConfig, MultiplexConfig, ProtocolPreference, RecordConfig, ToolCuration,
 };
 use super::raw::{
     RawAdmin, RawBackend, RawConfig, RawFailureMode, RawIsolation, RawLimits, RawListen,
@@ -64,6 +64,14 @@ impl Converter<'_> {
         let admin = self.admin(raw.admin, &listen);
         let backends = self.backends(raw.backends);
         let multiplex = multiplex(raw.multiplex);
+        let record = RecordConfig {
+            dir: raw.record.dir.map(std::path::PathBuf::from),
+            include_arguments: raw.record.include_arguments,
+            group_window: Duration::from_secs(raw.record.group_window_s.max(1)),
+            queue_messages: self
+                .count("record.queue_messages", raw.record.queue_messages)
+                .max(1),
+        };
         Config {
             source: source.to_owned(),
             listen,
@@ -72,6 +80,7 @@ impl Converter<'_> {
             admin,
             backends,
             multiplex,
+            record,
         }
     }
 

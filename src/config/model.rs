@@ -48,6 +48,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub backends: Vec<BackendConfig>,
     pub multiplex: MultiplexConfig,
+    pub record: RecordConfig,
 }
 
 /// How several backends are served as one route.
@@ -76,6 +77,16 @@ pub struct ToolCuration {
     pub description: BTreeMap<String, String>,
     /// Server's name → argument → fixed value.
     pub pin: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `[record]`: where and how sessions are written as fixtures.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// `None`: recording is off.
+    pub dir: Option<std::path::PathBuf>,
+    pub include_arguments: bool,
+    pub group_window: Duration,
+    pub queue_messages: usize,
 }
 
 #[derive(Debug, Clone)]

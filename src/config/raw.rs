@@ -41,6 +41,9 @@ pub(crate) struct RawConfig {
     /// The multiplexed route (`/mcp`, `/sse`, `/ws` over several backends).
     #[serde(default)]
     pub multiplex: RawMultiplex,
+    /// Recording sessions as fixtures (`mcp-gateway replay`).
+    #[serde(default)]
+    pub record: RawRecord,
 }
 
 /// `[multiplex]`: how several backends are served as one.
@@ -65,6 +68,42 @@ impl Default for RawMultiplex {
         Self {
             failure_mode: RawFailureMode::default(),
             catalog_ttl_s: default_catalog_ttl_s(),
+        }
+    }
+}
+
+/// `[record]`: every session written as a JSON Lines fixture
+/// (`fixtures/README.md`).
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Record")]
+pub(crate) struct RawRecord {
+    /// Directory the fixtures are written to; recording is off without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Write tool arguments as sent; by default they are replaced by their
+    /// SHA-256 (`{"_redacted_sha256": "<hex>"}`).
+    #[serde(default)]
+    pub include_arguments: bool,
+    /// Stateless (2026-07-28) exchanges of one principal on one route go to
+    /// one fixture until this many seconds pass without a message.
+    #[serde(default = "default_record_group_window_s")]
+    #[schemars(range(min = 1))]
+    pub group_window_s: u64,
+    /// Messages waiting for the writer; when full, messages are dropped and
+    /// the fixture says so with a `gap` line (replay refuses it).
+    #[serde(default = "default_record_queue_messages")]
+    #[schemars(range(min = 1))]
+    pub queue_messages: u64,
+}
+
+impl Default for RawRecord {
+    fn default() -> Self {
+        RawRecord {
+            dir: None,
+            include_arguments: false,
+            group_window_s: default_record_group_window_s(),
+            queue_messages: default_record_queue_messages(),
         }
     }
 }
@@ -105,6 +144,13 @@ pub(crate) struct RawTools {
     /// from the advertised input schema and every call carries these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pin: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+fn default_record_group_window_s() -> u64 {
+    60
+}
+fn default_record_queue_messages() -> u64 {
+    4096
 }
 
 /// `[listen]`

@@ -208,7 +208,7 @@ fn unknown_keys() {
     check(
         "foo = 1\n",
         &[
-            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)",
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)",
         ],
     );
     check(
@@ -232,7 +232,7 @@ fn unknown_keys() {
     check(
         "[policy]\nfiles = []\n",
         &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)",
+            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)",
         ],
     );
     check(
@@ -648,8 +648,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");

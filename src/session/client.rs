@@ -63,6 +63,8 @@ pub struct Session {
     /// A server's id for a request relayed to the client → the id the
     /// client saw, so the server's `notifications/cancelled` can be mapped.
     server_request_ids: Mutex<HashMap<JsonRpcId, String>>,
+    /// The fixture this session is recorded to (`[record]`).
+    tape: Option<Arc<crate::record::Tape>>,
 }
 
 struct Upstream {
@@ -95,6 +97,17 @@ impl Session {
                 subscriptions: Mutex::new(Default::default()),
             })
             .collect();
+        let tape = gateway.recorder.as_ref().map(|r| {
+            r.tape(crate::record::TapeInfo {
+                session_id: &id,
+                era: client.era,
+                protocol_version: &client.protocol_version,
+                transport,
+                route: &route.key,
+                principal: &principal,
+                backends: route.backends.iter().map(|b| &b.config).collect(),
+            })
+        });
         let session = Arc::new(Session {
             id,
             principal,
@@ -116,6 +129,7 @@ impl Session {
             queue: limits.max_queued_messages,
             log_level: Mutex::new(None),
             server_request_ids: Mutex::new(HashMap::new()),
+            tape,
         });
         // Messages no call claims (list_changed, resources/updated, logs,
         // unrelated server requests) go to the GET stream.
@@ -131,6 +145,9 @@ impl Session {
                 let Some(session) = weak.upgrade() else {
                     return;
                 };
+                if let Some(tape) = &session.tape {
+                    tape.from_backend(None, None, &msg);
+                }
                 session.relay(msg, None).await;
             }
         });
@@ -242,6 +259,9 @@ impl Session {
             .backend
             .connect(&self.principal.binding_key(), &self.client.connect)
             .await?;
+        if let Some(tape) = &self.tape {
+            tape.backend_facts(upstream.backend.name(), conn.facts());
+        }
         let attachment = conn.attach(self.unrelated_sink(index));
         *slot = Some((conn.clone(), attachment));
         drop(slot);
@@ -382,6 +402,7 @@ impl Session {
     pub async fn handle_request(self: &Arc<Self>, env: Envelope, out: Out) -> Envelope {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let response = self.handle_request_inner(env, out).await;
+        self.record_client(crate::record::Dir::GatewayToClient, &response);
         self.busy.fetch_sub(1, Ordering::Relaxed);
         self.touch();
         response
@@ -401,6 +422,7 @@ impl Session {
             );
         };
         if gw.auth.still_valid(&self.principal).is_err() {
+            self.record_client(crate::record::Dir::ClientToGateway, &env);
             return Envelope::error(
                 id,
                 mcp::code::UNAUTHENTICATED,
@@ -414,6 +436,9 @@ impl Session {
             ..Default::default()
         };
         let decision = gw.policy.decide(&self.principal, &call, &ctx);
+        if let Some(tape) = &self.tape {
+            tape.client(crate::record::Dir::ClientToGateway, &env, Some(&decision));
+        }
         let request_id = id.as_ref().map(|i| i.to_string());
         let record = |backend: Option<String>| Record {
             request_id: request_id.clone(),
@@ -883,18 +908,36 @@ impl Session {
         loop {
             attempt += 1;
             let conn = self.conn(index).await?;
+            let backend = self.upstream_name(index);
+            let call = self.tape.as_ref().map(|t| {
+                let call = t.next_call();
+                t.to_backend(backend, Some(call), method, params.as_deref());
+                call
+            });
+            let tape = |msg: &ClientBound| {
+                if let Some(t) = &self.tape {
+                    t.from_backend(Some(backend), call, msg);
+                }
+            };
             let (tx, mut rx) = mpsc::channel::<ClientBound>(self.queue);
             let result = {
                 let mut request = Box::pin(conn.request(method, params.clone(), Some(tx), timeout));
                 loop {
                     tokio::select! {
                         r = &mut request => break r,
-                        Some(msg) = rx.recv() => Box::pin(self.relay(msg, Some(out))).await,
+                        Some(msg) = rx.recv() => {
+                            tape(&msg);
+                            Box::pin(self.relay(msg, Some(out))).await
+                        }
                     }
                 }
             };
             while let Ok(msg) = rx.try_recv() {
+                tape(&msg);
                 Box::pin(self.relay(msg, Some(out))).await;
+            }
+            if let (Some(t), Some(call)) = (&self.tape, call) {
+                t.from_backend_result(backend, call, &result);
             }
             match result {
                 Err(BackendError::Unavailable { ref reason, .. })
@@ -961,6 +1004,7 @@ impl Session {
                 Envelope::request(JsonRpcId::Str(id), method, params)
             }
         };
+        self.record_client(crate::record::Dir::GatewayToClient, &env);
         if let Some(out) = out
             && !out.is_closed()
         {
@@ -1004,6 +1048,7 @@ impl Session {
 
     /// A client's answer to a server→client request.
     pub fn handle_response(&self, env: Envelope) {
+        self.record_client(crate::record::Dir::ClientToGateway, &env);
         let Some(JsonRpcId::Str(id)) = &env.id else {
             tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
             return;
@@ -1028,6 +1073,7 @@ impl Session {
     /// others go to the backends.
     pub async fn handle_notification(self: &Arc<Self>, env: Envelope) {
         self.touch();
+        self.record_client(crate::record::Dir::ClientToGateway, &env);
         let method = env.method.clone().unwrap_or_default();
         match method.as_str() {
             "notifications/initialized" => {}
@@ -1063,6 +1109,14 @@ impl Session {
                         .unwrap_or(false);
                     if !connected {
                         continue;
+                    }
+                    if let Some(tape) = &self.tape {
+                        tape.to_backend(
+                            self.upstream_name(index),
+                            None,
+                            &method,
+                            env.params.as_deref(),
+                        );
                     }
                     if let Ok(conn) = self.conn(index).await
                         && let Err(e) = conn.notify(&method, env.params.clone()).await
@@ -1131,6 +1185,44 @@ fn bridge_result_to_stateless(method: &str, result: Box<RawValue>) -> Box<RawVal
 }
 
 impl Session {
+    /// Records a request to upstream `index`; its call number, when the
+    /// session is recorded.
+    pub(super) fn tape_to_backend(
+        &self,
+        index: usize,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Option<u64> {
+        let tape = self.tape.as_ref()?;
+        let call = tape.next_call();
+        tape.to_backend(self.upstream_name(index), Some(call), method, params);
+        Some(call)
+    }
+
+    pub(super) fn tape_from_backend(&self, backend: &str, call: u64, msg: &ClientBound) {
+        if let Some(tape) = &self.tape {
+            tape.from_backend(Some(backend), Some(call), msg);
+        }
+    }
+
+    pub(super) fn tape_backend_result(
+        &self,
+        backend: &str,
+        call: u64,
+        result: &Result<ResponsePayload, BackendError>,
+    ) {
+        if let Some(tape) = &self.tape {
+            tape.from_backend_result(backend, call, result);
+        }
+    }
+
+    /// Writes a client-hop message to the session's fixture, if recorded.
+    pub(crate) fn record_client(&self, dir: crate::record::Dir, env: &Envelope) {
+        if let Some(tape) = &self.tape {
+            tape.client(dir, env, None);
+        }
+    }
+
     pub(super) fn gateway(&self) -> Option<Arc<Gateway>> {
         self.gateway.upgrade()
     }

@@ -46,6 +46,8 @@ pub struct Gateway {
     pub limits: Arc<Limiter>,
     pub audit: Arc<AuditSink>,
     pub metrics: Arc<Metrics>,
+    /// Writes sessions as fixtures when `[record] dir` is set.
+    pub recorder: Option<Arc<crate::record::Recorder>>,
     /// Cancelled when the gateway shuts down: backends close, children die.
     pub shutdown: CancellationToken,
     /// Cancelled when shutdown begins: GET streams and keep-alives end while
@@ -91,6 +93,7 @@ impl Gateway {
             limits: Limiter::unlimited(),
             audit: AuditSink::disabled(),
             metrics: Arc::new(Metrics::default()),
+            recorder: crate::record::Recorder::start(&config),
             router: Router::new(backends),
             config,
             closing: shutdown.child_token(),
@@ -151,13 +154,16 @@ impl Gateway {
         let session = Session::new(self, id.clone(), principal, route, client, transport);
         let facts = session.connect_all().await?;
         let result = self.server_identity(&session.route, &facts, Some(&version));
+        session.record_client(crate::record::Dir::ClientToGateway, request);
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.insert(id, session.clone());
         }
         self.metrics.sessions_opened.fetch_add(1, Ordering::Relaxed);
         self.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
-        Ok((session, Envelope::result(id, to_raw(&result))))
+        let response = Envelope::result(id, to_raw(&result));
+        session.record_client(crate::record::Dir::GatewayToClient, &response);
+        Ok((session, response))
     }
 
     /// The session with this id, if it exists and belongs to the principal.
@@ -278,6 +284,18 @@ impl Gateway {
         let context = self
             .stateless_context(principal, route, request.params.as_deref())
             .await;
+        context.record_client(crate::record::Dir::ClientToGateway, request);
+        let response = self.discover_answer(route, &context, id).await;
+        context.record_client(crate::record::Dir::GatewayToClient, &response);
+        response
+    }
+
+    async fn discover_answer(
+        self: &Arc<Self>,
+        route: &Route,
+        context: &Arc<Session>,
+        id: JsonRpcId,
+    ) -> Envelope {
         match context.connect_all().await {
             Ok(facts) => {
                 let mut result = self.server_identity(route, &facts, None);

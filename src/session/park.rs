@@ -117,10 +117,37 @@ pub(super) async fn forward_stateless(
     let (tx, rx) = mpsc::channel(64);
     let (done_tx, done_rx) = oneshot::channel();
     let params = env.params;
-    let task = tokio::spawn(async move {
-        let r = conn.request(&method, params, Some(tx), timeout).await;
-        let _ = done_tx.send(r);
-    });
+    let task = match session.tape_to_backend(index, &method, params.as_deref()) {
+        None => tokio::spawn(async move {
+            let r = conn.request(&method, params, Some(tx), timeout).await;
+            let _ = done_tx.send(r);
+        }),
+        // Recorded: what the backend sends passes the tape on its way.
+        Some(call) => {
+            let recorder = session.clone();
+            tokio::spawn(async move {
+                let backend = conn.backend().to_owned();
+                let (seen_tx, mut seen) = mpsc::channel::<ClientBound>(64);
+                let request = conn.request(&method, params, Some(seen_tx), timeout);
+                tokio::pin!(request);
+                let r = loop {
+                    tokio::select! {
+                        r = &mut request => break r,
+                        Some(msg) = seen.recv() => {
+                            recorder.tape_from_backend(&backend, call, &msg);
+                            let _ = tx.send(msg).await;
+                        }
+                    }
+                };
+                while let Ok(msg) = seen.try_recv() {
+                    recorder.tape_from_backend(&backend, call, &msg);
+                    let _ = tx.send(msg).await;
+                }
+                recorder.tape_backend_result(&backend, call, &r);
+                let _ = done_tx.send(r);
+            })
+        }
+    };
     drive(
         session,
         &gw,

@@ -257,6 +257,16 @@ async def scenario_demo_full(d: Driver, opts: argparse.Namespace) -> dict[str, A
     return out
 
 
+async def scenario_basic(d: Driver, opts: argparse.Namespace) -> dict[str, Any]:
+    """Lists and calls tools, lists and reads resources: what a fixture
+    server must answer exactly as recorded."""
+    out: dict[str, Any] = {"tools": await d.tools()}
+    out["echo"] = await d.call("echo", {"message": "hello"})
+    out["resources"] = await d.resources()
+    out["readme"] = await d.read("demo://readme")
+    return out
+
+
 async def scenario_everything(d: Driver, opts: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"tools": await d.tools()}
     out["echo"] = await d.call("echo", {"message": "hello"})
@@ -315,6 +325,7 @@ SCENARIOS = {
     "tools": scenario_tools,
     "demo-full": scenario_demo_full,
     "everything": scenario_everything,
+    "basic": scenario_basic,
     "cancel": scenario_cancel,
 }
 

@@ -113,7 +113,7 @@ fn run_driver(name: &str, cmd: Command) -> DriverRun {
 /// MODE: `auto` (2026-07-28 via discover, falling back), `legacy` (2025-11-25),
 /// `legacy-2025-03-26` (any `legacy-VERSION`), `2026-07-28` (no probe).
 /// TARGET: `http://…/mcp` or `stdio:CMD ARGS` (see `servers::stdio_target`).
-/// SCENARIO: `tools` (`--call NAME --args JSON`), `demo-full`, `everything`, `cancel`.
+/// SCENARIO: `tools` (`--call NAME --args JSON`), `demo-full`, `everything`, `cancel`, `basic` (tools, echo, resources, read).
 /// EXTRA: `--header "K: V"`, `--expect-protocol V`, `--prefix P`.
 /// Panics (with the driver's stderr) unless it exits 0.
 pub fn py_client(mode: &str, target: &str, scenario: &str, extra: &[&str]) -> Value {
