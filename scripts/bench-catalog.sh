@@ -10,34 +10,13 @@
 #   BENCH_BIN=target/debug/mcp-gateway scripts/bench-catalog.sh   # no release build
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench-common.sh"
 duration_s="${BENCH_DURATION_S:-5}"
 warmup_s="${BENCH_WARMUP_S:-1}"
 concurrency_levels="${BENCH_CONCURRENCY:-1 8}"
 eras="${BENCH_ERAS:-handshake stateless}"
 python=".venv/bin/python"
 script="tests/interop/paged_server.py"
-
-if [[ -n "${BENCH_BIN:-}" ]]; then
-    bin="$(realpath "$BENCH_BIN")"
-else
-    cargo build --release --quiet
-    bin="$PWD/target/release/mcp-gateway"
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -50,37 +29,21 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-cat >"$work/gateway.toml" <<EOF
-[listen]
-addr = "127.0.0.1:0"
-admin_addr = "127.0.0.1:0"
-
-[multiplex]
+start_gateway gateway "[multiplex]
 catalog_ttl_s = 600
 
 [[backends]]
-name = "big"
-transport = "streamable_http"
-url = "$direct_url"
+name = \"big\"
+transport = \"streamable_http\"
+url = \"$direct_url\"
 
 [[backends]]
-name = "small"
-transport = "stdio"
-protocol = "2025-11-25"
-command = ["$PWD/$python", "$PWD/$script", "small", "3", "100"]
-EOF
-RUST_LOG="${RUST_LOG:-warn,mcp_gateway=info}" \
-    "$bin" serve --config "$work/gateway.toml" --log-format json 2>"$work/gateway.log" &
-pids+=("$!")
-gateway_addr=""
-for _ in $(seq 100); do
-    if gateway_addr="$(grep -o -m1 -E '"message":"listening","addr":"127\.0\.0\.1:[0-9]+"' "$work/gateway.log" | grep -o -E '127\.0\.0\.1:[0-9]+')"; then break; fi
-    sleep 0.1
-done
-[[ -n "$gateway_addr" ]] || { cat "$work/gateway.log" >&2; exit 1; }
-gateway_url="http://$gateway_addr/mcp"
+name = \"small\"
+transport = \"stdio\"
+protocol = \"2025-11-25\"
+command = [\"$PWD/$python\", \"$PWD/$script\", \"small\", \"3\", \"100\"]"
+gateway_url="$(gateway_url gateway)"
 
-field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
 run() {
     "$bin" bench --url "$1" --list --era "$2" --concurrency "$3" \
         --duration-s "$duration_s" --warmup-s "$warmup_s" --json 2>>"$work/bench.err"

@@ -13,7 +13,7 @@
 # cores; every process this script starts is killed when it exits.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench-common.sh"
 duration_s="${BENCH_DURATION_S:-10}"
 warmup_s="${BENCH_WARMUP_S:-1}"
 concurrency_levels="${BENCH_CONCURRENCY:-1 32}"
@@ -23,65 +23,14 @@ tool="${BENCH_TOOL:-echo}"
 default_args='{"message":"hi"}'
 tool_args="${BENCH_ARGS:-$default_args}"
 
-if [[ -n "${BENCH_BIN:-}" ]]; then
-    bin="$(realpath "$BENCH_BIN")"
-else
-    cargo build --release --quiet
-    bin="$PWD/target/release/mcp-gateway"
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# wait_for FILE PATTERN: the first match of PATTERN (grep -o) in FILE, within 10 s.
-wait_for() {
-    local file="$1" pattern="$2" match
-    for _ in $(seq 100); do
-        if match="$(grep -o -m1 -E "$pattern" "$file" 2>/dev/null)"; then
-            echo "$match"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "bench.sh: timed out waiting for /$pattern/ in $file:" >&2
-    cat "$file" >&2
-    return 1
-}
-
-"$bin" demo-server --http 127.0.0.1:0 2>"$work/demo.log" &
+start_demo demo
 demo_pid=$!
-pids+=("$demo_pid")
-direct_url="$(wait_for "$work/demo.log" 'http://127\.0\.0\.1:[0-9]+/mcp')"
-
-cat >"$work/gateway.toml" <<EOF
-[listen]
-addr = "127.0.0.1:0"
-admin_addr = "127.0.0.1:0"
-
-[[backends]]
-name = "demo"
-transport = "streamable_http"
-url = "$direct_url"
-EOF
-# The "listening" line is INFO; calls log nothing above INFO on success.
-RUST_LOG="${RUST_LOG:-warn,mcp_gateway=info}" \
-    "$bin" serve --config "$work/gateway.toml" --log-format json 2>"$work/gateway.log" &
-gateway_pid=$!
-pids+=("$gateway_pid")
-gateway_addr="$(wait_for "$work/gateway.log" '"message":"listening","addr":"127\.0\.0\.1:[0-9]+"' \
-    | grep -o -E '127\.0\.0\.1:[0-9]+')"
-gateway_url="http://$gateway_addr/mcp"
+direct_url="$(demo_url demo)"
+start_gateway gateway "[[backends]]
+name = \"demo\"
+transport = \"streamable_http\"
+url = \"$direct_url\""
+gateway_url="$(gateway_url gateway)"
 
 # On the multiplexed route a tool is `demo__echo` when names are prefixed;
 # ask the gateway which name it shows.
@@ -119,7 +68,6 @@ bench() {
     bench_cpu="$(awk '{ printf "%.3f", $1 + $2 }' "$work/run.time")"
     sed -E "s/\}\$/,\"demo_cpu_s\":$(awk -v a="$demo_before" -v b="$(process_cpu_s "$demo_pid")" 'BEGIN { printf "%.3f", b - a }'),\"gateway_cpu_s\":$(awk -v a="$gateway_before" -v b="$(process_cpu_s "$gateway_pid")" 'BEGIN { printf "%.3f", b - a }'),\"bench_cpu_s\":$bench_cpu,\"busy_cpu_s\":$(awk -v a="$busy_before" -v b="$(machine_busy_s)" 'BEGIN { printf "%.3f", b - a }')}/" "$work/run.json"
 }
-field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
 # CPU-seconds used by anything but the demo server, the gateway and the bench.
 other_cpu_s() {
     awk -v busy="$(field busy_cpu_s "$1")" -v d="$(field demo_cpu_s "$1")" \
