@@ -14,6 +14,7 @@ use mcp_gateway::session::Gateway;
 use mcp_gateway::telemetry::{self, LogFormat};
 use mcp_gateway::{admin, auth, bench, demo, frontend};
 
+mod audit_cli;
 mod token;
 
 #[derive(Parser)]
@@ -56,6 +57,9 @@ enum Command {
     /// Development helpers for tokens and keys.
     #[command(subcommand)]
     Token(Box<TokenCommand>),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Audit(command) => audit_cli::run(&command),
         Command::Token(command) => match *command {
             TokenCommand::Mint(args) => token::mint(&args),
             TokenCommand::Jwks(args) => token::jwks(&args),
@@ -153,7 +158,10 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let admin_addr = admin_listener.local_addr()?;
 
     let shutdown = CancellationToken::new();
-    let gw = Gateway::new(config.clone(), shutdown.clone());
+    let audit = mcp_gateway::audit::AuditSink::start(&config.audit)?;
+    let gw = Gateway::with_audit(config.clone(), shutdown.clone(), audit);
+    gw.limits
+        .spawn_eviction(Duration::from_secs(5), shutdown.clone());
     if let Some(error) = gw.auth.startup_error() {
         // Serving without the revocation list would forget revocations.
         anyhow::bail!("cannot load the revocation list: {error}");
@@ -214,6 +222,15 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::warn!("drain timeout: abandoning the requests still in flight");
     }
     gw.close_all().await;
+    // Requests dropped by the drain timeout queue their `cancelled` records
+    // from their own drop; give those a moment, then write everything.
+    tokio::task::yield_now().await;
+    if tokio::time::timeout(Duration::from_secs(30), gw.audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!("the audit log could not be flushed within 30 s");
+    }
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = server.await;

@@ -24,6 +24,9 @@ struct Series {
     sum_us: AtomicU64,
 }
 
+/// (method, backend, decision, outcome)
+type DecidedKey = (String, String, &'static str, &'static str);
+
 #[derive(Default)]
 pub struct Metrics {
     /// method → backend → series; looked up by `&str`, so the hot path
@@ -32,6 +35,8 @@ pub struct Metrics {
     pub sessions_opened: AtomicU64,
     pub sessions_active: AtomicU64,
     pub backend_errors: AtomicU64,
+    /// (method, backend, decision, outcome) → count.
+    decided: Mutex<BTreeMap<DecidedKey, u64>>,
 }
 
 impl Metrics {
@@ -68,9 +73,38 @@ impl Metrics {
         );
     }
 
+    /// Counts a decided message by method, backend, decision and outcome
+    /// (`ok`, `error`, `timeout`, `cancelled`, `rate_limited`).
+    pub fn observe_decided(
+        &self,
+        method: &str,
+        backend: &str,
+        decision: &'static str,
+        outcome: &'static str,
+    ) {
+        if let Ok(mut map) = self.decided.lock() {
+            *map.entry((method.to_owned(), backend.to_owned(), decision, outcome))
+                .or_default() += 1;
+        }
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        out.push_str(
+            "# HELP mcp_gateway_decided_messages_total Decided messages by method, backend, decision and outcome.\n\
+             # TYPE mcp_gateway_decided_messages_total counter\n",
+        );
+        if let Ok(map) = self.decided.lock() {
+            for ((method, backend, decision, outcome), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_decided_messages_total{{method=\"{}\",backend=\"{}\",decision=\"{decision}\",outcome=\"{outcome}\"}} {n}",
+                    escape(method),
+                    escape(backend),
+                );
+            }
+        }
         let map: Vec<((String, String), Arc<Series>)> = match self.series.lock() {
             Ok(m) => m
                 .iter()
@@ -199,4 +233,65 @@ pub fn init_logging(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// A latency histogram over `BUCKETS`, lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    /// Count per bucket (not cumulative); the last slot is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        if let Some(b) = self.buckets.get(slot) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(
+            latency.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Appends the series `name` with extra `labels` (`k="v",…` or empty);
+    /// `help` is written when not empty.
+    pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+        if !help.is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        }
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += self
+                .buckets
+                .get(i)
+                .map(|b| b.load(Ordering::Relaxed))
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self
+            .buckets
+            .get(BUCKETS.len())
+            .map(|b| b.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
 }

@@ -102,6 +102,8 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             .map(|b| format!("mcp_gateway_backend_up{{backend=\"{}\"}} {}\n", b.name(), u8::from(b.reached())))
             .collect::<String>()
     ));
+    gw.audit.render_metrics(&mut text);
+    gw.limits.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -62,6 +62,13 @@ impl Converter<'_> {
         let limits = self.limits(raw.limits);
         let admin = self.admin(raw.admin, &listen);
         let backends = self.backends(raw.backends);
+        let audit = self.audit(raw.audit);
+        let tenants = self.tenants(raw.tenants);
+        let mut limits = limits;
+        limits.rates.tenants = tenants
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.rate_limit?)))
+            .collect();
         Config {
             source: source.to_owned(),
             listen,
@@ -69,6 +76,8 @@ impl Converter<'_> {
             limits,
             admin,
             backends,
+            audit,
+            tenants,
         }
     }
 
@@ -137,6 +146,14 @@ impl Converter<'_> {
             ),
             max_queued_messages: self.count("limits.max_queued_messages", raw.max_queued_messages),
             session_idle: Duration::from_secs(raw.session_idle_s),
+            rates: self.rate_limits(
+                raw.per_principal,
+                raw.per_agent,
+                raw.max_in_flight_per_principal,
+                raw.max_in_flight_per_backend,
+                raw.max_rate_keys,
+                raw.rules,
+            ),
         }
     }
 

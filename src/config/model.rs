@@ -47,6 +47,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub admin: AdminConfig,
     pub backends: Vec<BackendConfig>,
+    pub audit: AuditConfig,
+    pub tenants: Vec<TenantConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +207,68 @@ pub struct LimitsConfig {
     pub max_queued_messages: usize,
     /// Handshake-era sessions idle this long are ended.
     pub session_idle: Duration,
+    pub rates: RateLimits,
+}
+
+/// Rate limits and concurrency caps (`limits::Limiter`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_principal: Option<Rate>,
+    pub per_agent: Option<Rate>,
+    pub max_in_flight_per_principal: Option<usize>,
+    pub max_in_flight_per_backend: Option<usize>,
+    /// Most buckets one limit keeps.
+    pub max_keys: usize,
+    pub rules: Vec<LimitRule>,
+    /// Tenant name → its rate.
+    pub tenants: BTreeMap<String, Rate>,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+/// What a `[[limits.rules]]` entry selects: `None` any value (one shared
+/// bucket), `Some("*")` any value (a bucket per value), else exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitRule {
+    pub tenant: Option<String>,
+    pub principal: Option<String>,
+    pub agent: Option<String>,
+    pub backend: Option<String>,
+    pub tool: Option<String>,
+    pub rate: Rate,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub rate_limit: Option<Rate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditPath {
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Batch,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub path: AuditPath,
+    pub fsync: Fsync,
+    pub redact_arguments: bool,
+    pub rotate_bytes: Option<u64>,
+    pub queue_depth: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -71,6 +71,15 @@ pub enum SessionError {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Arc<Gateway> {
+        Gateway::with_audit(config, shutdown, AuditSink::disabled())
+    }
+
+    /// `new` with the audit sink `serve` opened from `[audit]`.
+    pub fn with_audit(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        audit: Arc<AuditSink>,
+    ) -> Arc<Gateway> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -84,8 +93,8 @@ impl Gateway {
         Arc::new(Gateway {
             auth: Authenticator::new(&config.auth),
             policy: PolicyEngine::allow_all(),
-            limits: Limiter::unlimited(),
-            audit: AuditSink::disabled(),
+            limits: Limiter::new(&config.limits.rates),
+            audit,
             metrics: Arc::new(Metrics::default()),
             router: Router::new(backends),
             config,
