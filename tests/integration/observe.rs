@@ -374,3 +374,223 @@ async fn audit_chain_continues_across_restart_and_rotation() {
     assert!(!verify(&[], &rest).0);
     assert!(verify(&["--partial"], &rest).0);
 }
+
+/// One tools/call over a plain reqwest client that reports transport
+/// failures instead of panicking: `Some(response)` or `None`.
+async fn try_call(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    id: i64,
+) -> Option<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"text": "x"}}});
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.ok()?;
+    let raw = http::RawResponse {
+        status,
+        headers,
+        body,
+    };
+    raw.messages().into_iter().rev().find(http::is_response)
+}
+
+/// SIGTERM in the middle of 20 clients' load: after exit, the log holds
+/// exactly one record per response the clients received, and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_sigterm_mid_load_loses_nothing() {
+    let config = format!(
+        "{}[limits]\nmax_sessions_per_principal = 64\n[audit]\nfsync = \"batch\"\n{}",
+        listen(),
+        demo_backend("demo")
+    );
+    let gw = Gateway::start(&config);
+    let log = gw.dir().join("audit.jsonl");
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(McpSession::initialize(&gw.url(), "2025-06-18", &[]).await);
+    }
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|s| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let headers = s.headers();
+                let (mut answered, mut failed) = (0u64, 0u64);
+                // Bounded: stops at the first transport failure or after 2,000 calls.
+                for id in 1..=2000 {
+                    match try_call(&client, &s.url, &headers, id).await {
+                        Some(_) => answered += 1,
+                        None => {
+                            failed += 1;
+                            break;
+                        }
+                    }
+                }
+                (answered, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = gw.pid().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (mut answered, mut failed) = (0, 0);
+    for t in tasks {
+        let (a, f) = tokio::time::timeout(WAIT, t)
+            .await
+            .expect("clients end")
+            .unwrap();
+        answered += a;
+        failed += f;
+    }
+    gw.wait_for_log(WAIT, |l| l["fields"]["message"] == "stopped");
+    let all = records(&log);
+    assert!(answered > 20, "load ran: {answered} answered");
+    assert!(failed <= 20);
+    assert_eq!(
+        all.len() as u64,
+        answered,
+        "records vs responses received ({failed} clients saw the door close)"
+    );
+    let (ok, out) = verify(&[], std::slice::from_ref(&log));
+    assert!(ok, "{out}");
+    assert_schema_valid(std::slice::from_ref(&log));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// A sink slower than the load (a FIFO read a line every 20 ms): callers
+/// wait, nothing is lost, the queue never exceeds its depth and memory
+/// stays flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_slow_fifo_sink_back_pressures_without_loss() {
+    let dir = crate::util::TestDir::new("audit-fifo");
+    let fifo = dir.path().join("audit.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let file = std::fs::File::open(&reader_path).expect("open fifo");
+        let mut lines = Vec::new();
+        // Bounded: ends when the gateway closes the FIFO or after 2,000 lines.
+        for line in std::io::BufReader::new(file).lines().take(2000) {
+            let Ok(line) = line else { break };
+            lines.push(line);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        lines
+    });
+    let config = format!(
+        "{}[audit]\npath = {}\nqueue_depth = 8\n{}",
+        listen(),
+        crate::util::servers::toml_string(&fifo.display().to_string()),
+        demo_backend("demo")
+    );
+    let gw = Gateway::start(&config);
+    let metrics_url = format!("{}/metrics", gw.admin_url());
+    let clients = 10;
+    let calls = 40;
+    let mut sessions = Vec::new();
+    for _ in 0..clients {
+        sessions.push(McpSession::initialize(&gw.url(), "2025-06-18", &[]).await);
+    }
+    let rss_before = rss_kib(gw.pid());
+    let started = Instant::now();
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                for i in 0..calls {
+                    let r = s
+                        .request(
+                            "tools/call",
+                            json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
+                        )
+                        .await;
+                    assert!(r["result"].is_object(), "{r}");
+                }
+            })
+        })
+        .collect();
+    let mut max_depth = 0.0f64;
+    let mut max_rss = rss_before;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        let text = http::get(&metrics_url, &[]).await.body;
+        let depth = metric(&text, "mcp_gateway_audit_queue_depth").expect("queue depth series");
+        max_depth = max_depth.max(depth);
+        max_rss = max_rss.max(rss_kib(gw.pid()));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "load did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let total = clients * calls;
+    // The FIFO (64 KiB) and the writer's buffer (64 KiB) hold ~180 records;
+    // the rest had to wait for the reader: >= (400 - 180 - 8) x 20 ms.
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "no back-pressure: {elapsed:?}"
+    );
+    assert!(max_depth <= 8.0, "queue over its depth: {max_depth}");
+    assert!(max_depth >= 1.0, "the queue never filled");
+    assert!(
+        max_rss < rss_before + 64 * 1024,
+        "memory grew from {rss_before} KiB to {max_rss} KiB"
+    );
+    let pid = gw.pid().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), total, "every record reached the slow sink");
+    let copy = dir.write("copy.jsonl", &(lines.join("\n") + "\n"));
+    let (ok, out) = verify(&[], std::slice::from_ref(&copy));
+    assert!(ok, "{out}");
+    assert_schema_valid(&[copy]);
+}
