@@ -594,3 +594,117 @@ async fn audit_slow_fifo_sink_back_pressures_without_loss() {
     assert!(ok, "{out}");
     assert_schema_valid(&[copy]);
 }
+
+/// `[[auth.api_keys]]` entries: (key, subject, tenant, client_id).
+fn api_keys(keys: &[(&str, &str, &str, &str)]) -> String {
+    let mut out = String::from("[auth]\nmode = \"none\"\n");
+    for (key, sub, tenant, agent) in keys {
+        out.push_str(&format!(
+            "[[auth.api_keys]]\nsha256 = \"{}\"\nsubject = \"{sub}\"\ntenant = \"{tenant}\"\nclient_id = \"{agent}\"\n",
+            sha256_hex(key)
+        ));
+    }
+    out
+}
+
+async fn echo(s: &mut McpSession) -> Value {
+    s.request("tools/call", json!({"name": "echo", "arguments": {"text": "hi"}}))
+        .await
+}
+
+fn limited_ms(r: &Value) -> Option<u64> {
+    (r["error"]["code"] == -32005).then(|| r["error"]["data"]["retry_after_ms"].as_u64().unwrap())
+}
+
+async fn open(gw: &Gateway, key: &str) -> McpSession {
+    McpSession::initialize(&gw.url(), "2025-06-18", &[("x-api-key", key)]).await
+}
+
+const PRINCIPALS: &[(&str, &str, &str, &str)] = &[
+    ("k-alice", "alice", "acme", "agent-a"),
+    ("k-bob", "bob", "acme", "agent-b"),
+    ("k-carol", "carol", "other", "agent-c"),
+    ("k-dave", "dave", "other", "agent-a"),
+];
+
+/// Per tenant, per agent and per tool (with a bucket per tool), and the
+/// Retry-After a refusal names is exact: refused before it, admitted after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
+    // Tenant: acme's principals share one bucket.
+    let gw = Gateway::start(&format!(
+        "{}{}[[tenants]]\nname = \"acme\"\nrate_limit = {{ per_second = 1, burst = 2 }}\n{}",
+        listen(),
+        api_keys(PRINCIPALS),
+        demo_backend("demo")
+    ));
+    let (mut alice, mut bob, mut carol) = (
+        open(&gw, "k-alice").await,
+        open(&gw, "k-bob").await,
+        open(&gw, "k-carol").await,
+    );
+    assert!(echo(&mut alice).await["result"].is_object());
+    assert!(echo(&mut bob).await["result"].is_object());
+    let r = echo(&mut alice).await;
+    assert!(limited_ms(&r).is_some(), "tenant bucket empty: {r}");
+    assert!(r["error"]["data"]["reason"].as_str().unwrap().contains("tenant"), "{r}");
+    assert!(echo(&mut carol).await["result"].is_object(), "other tenant unaffected");
+    drop(gw);
+
+    // Agent: alice and dave share agent-a, across tenants.
+    let gw = Gateway::start(&format!(
+        "{}{}[limits]\nper_agent = {{ per_second = 1, burst = 1 }}\n{}",
+        listen(),
+        api_keys(PRINCIPALS),
+        demo_backend("demo")
+    ));
+    let (mut alice, mut bob, mut dave) = (
+        open(&gw, "k-alice").await,
+        open(&gw, "k-bob").await,
+        open(&gw, "k-dave").await,
+    );
+    assert!(echo(&mut alice).await["result"].is_object());
+    let r = echo(&mut dave).await;
+    assert!(limited_ms(&r).is_some(), "agent-a bucket empty: {r}");
+    assert!(echo(&mut bob).await["result"].is_object(), "agent-b unaffected");
+    drop(gw);
+
+    // Tool: a bucket per tool; exact Retry-After.
+    let gw = Gateway::start(&format!(
+        "{}{}[[limits.rules]]\nmatch = {{ tool = \"*\" }}\nrate = {{ per_second = 1, burst = 1 }}\n{}",
+        listen(),
+        api_keys(PRINCIPALS),
+        demo_backend("demo")
+    ));
+    let mut alice = open(&gw, "k-alice").await;
+    assert!(echo(&mut alice).await["result"].is_object());
+    let other = alice
+        .request("tools/call", json!({"name": "bump_counter", "arguments": {}}))
+        .await;
+    assert!(other["result"].is_object(), "another tool has its own bucket: {other}");
+    let refused_at = Instant::now();
+    let r = echo(&mut alice).await;
+    let first = limited_ms(&r).unwrap_or_else(|| panic!("echo bucket empty: {r}"));
+    assert!(first > 500 && first <= 1000, "{r}");
+    tokio::time::sleep(Duration::from_millis(first / 2)).await;
+    let r = echo(&mut alice).await;
+    let second = limited_ms(&r).unwrap_or_else(|| panic!("refused until the named time: {r}"));
+    let waited = refused_at.elapsed().as_millis() as u64;
+    // The second answer names the same instant, less the time that passed.
+    assert!(
+        second + waited >= first && second + waited <= first + 150,
+        "first {first} ms, then {second} ms after {waited} ms"
+    );
+    tokio::time::sleep(Duration::from_millis(second)).await;
+    let r = echo(&mut alice).await;
+    assert!(r["result"].is_object(), "admitted once Retry-After passed: {r}");
+    // Refusals are audited and counted.
+    let all = wait_for_records(&gw.dir().join("audit.jsonl"), 5);
+    assert_eq!(all.iter().filter(|r| r["error_code"] == -32005).count(), 2);
+    let text = http::get(&format!("{}/metrics", gw.admin_url()), &[]).await.body;
+    assert_eq!(
+        metric(&text, "mcp_gateway_rate_limited_total{limit=\"rule\"}"),
+        Some(2.0),
+        "{text}"
+    );
+}
