@@ -37,6 +37,13 @@ pub struct Metrics {
     pub backend_errors: AtomicU64,
     /// (method, backend, decision, outcome) → count.
     decided: Mutex<BTreeMap<DecidedKey, u64>>,
+    /// Time spent in the gateway itself (a request's latency less the
+    /// time its backend calls took), by method.
+    gateway_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    /// Time backend calls took, by backend.
+    backend_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    /// Handshake-era sessions open now, by transport.
+    sessions_by_transport: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 impl Metrics {
@@ -287,11 +294,129 @@ impl Histogram {
             out,
             "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
         );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(
             out,
-            "{name}_sum{{{labels}}} {}",
+            "{name}_sum{braced} {}",
             self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
+    }
+}
+
+tokio::task_local! {
+    /// Microseconds the current request has spent waiting for backends.
+    static BACKEND_US: std::cell::Cell<u64>;
+}
+
+/// Adds the time until it is dropped to the request's backend time (no-op
+/// outside `time_backend`).
+pub struct BackendTimer(std::time::Instant);
+
+impl BackendTimer {
+    pub fn start() -> BackendTimer {
+        BackendTimer(std::time::Instant::now())
+    }
+}
+
+impl Drop for BackendTimer {
+    fn drop(&mut self) {
+        let us = self.0.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let _ = BACKEND_US.try_with(|c| c.set(c.get().saturating_add(us)));
+    }
+}
+
+/// Runs `fut` and returns its output with the time its backend calls took.
+pub async fn time_backend<F: std::future::Future>(fut: F) -> (F::Output, Duration) {
+    let cell = std::cell::Cell::new(0);
+    let (out, cell) = BACKEND_US
+        .scope(cell, async move {
+            let out = fut.await;
+            (out, BACKEND_US.try_with(|c| c.get()).unwrap_or(0))
+        })
+        .await;
+    (out, Duration::from_micros(cell))
+}
+
+impl Metrics {
+    /// Splits a request's latency into gateway and backend time.
+    pub fn observe_split(
+        &self,
+        method: &str,
+        backend: &str,
+        total: Duration,
+        in_backend: Duration,
+    ) {
+        let get = |map: &Mutex<BTreeMap<String, Arc<Histogram>>>, key: &str| {
+            let mut map = map.lock().ok()?;
+            Some(match map.get(key) {
+                Some(h) => h.clone(),
+                None => map.entry(key.to_owned()).or_default().clone(),
+            })
+        };
+        if let Some(h) = get(&self.gateway_latency, method) {
+            h.observe(total.saturating_sub(in_backend));
+        }
+        if !backend.is_empty()
+            && !in_backend.is_zero()
+            && let Some(h) = get(&self.backend_latency, backend)
+        {
+            h.observe(in_backend);
+        }
+    }
+
+    pub fn session_opened(&self, transport: &'static str) {
+        if let Ok(mut m) = self.sessions_by_transport.lock() {
+            *m.entry(transport).or_default() += 1;
+        }
+    }
+
+    pub fn session_closed(&self, transport: &'static str) {
+        if let Ok(mut m) = self.sessions_by_transport.lock() {
+            *m.entry(transport).or_default() -= 1;
+        }
+    }
+
+    /// The split latency histograms and sessions by transport.
+    pub fn render_split(&self, out: &mut String) {
+        for (map, name, label, help) in [
+            (
+                &self.gateway_latency,
+                "mcp_gateway_gateway_duration_seconds",
+                "method",
+                "Time a request spent in the gateway itself, backend calls excluded.",
+            ),
+            (
+                &self.backend_latency,
+                "mcp_gateway_backend_duration_seconds",
+                "backend",
+                "Time backend calls took.",
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            let entries: Vec<(String, Arc<Histogram>)> = map
+                .lock()
+                .map(|m| m.iter().map(|(k, h)| (k.clone(), h.clone())).collect())
+                .unwrap_or_default();
+            for (key, h) in entries {
+                h.render(out, name, "", &format!("{label}=\"{}\"", escape(&key)));
+            }
+        }
+        out.push_str(
+            "# HELP mcp_gateway_sessions_by_transport Handshake-era sessions open now, by transport.\n\
+             # TYPE mcp_gateway_sessions_by_transport gauge\n",
+        );
+        if let Ok(m) = self.sessions_by_transport.lock() {
+            for (transport, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_sessions_by_transport{{transport=\"{transport}\"}} {n}"
+                );
+            }
+        }
     }
 }

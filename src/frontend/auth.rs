@@ -437,6 +437,8 @@ async fn audit_refusal(
             .map(str::to_owned),
         remote_addr: None,
     };
+    gw.metrics
+        .observe_decided(&record.method, "", "deny", "error");
     gw.audit.record(&record, Outcome::Error(code), 0).await;
 }
 

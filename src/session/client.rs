@@ -436,7 +436,14 @@ impl Session {
             }
         };
         let _permit = self.permits.clone().acquire_owned().await;
-        let (response, backend) = self.route_request(&call, env, &out).await;
+        let ((response, backend), in_backend) =
+            crate::telemetry::time_backend(self.route_request(&call, env, &out)).await;
+        gw.metrics.observe_split(
+            &method,
+            backend.as_deref().unwrap_or(""),
+            started.elapsed(),
+            in_backend,
+        );
         let outcome = match response.error_code() {
             None => Outcome::Ok,
             Some(mcp::code::BACKEND_TIMEOUT) => Outcome::Timeout,

@@ -161,6 +161,7 @@ impl Gateway {
         }
         self.metrics.sessions_opened.fetch_add(1, Ordering::Relaxed);
         self.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+        self.metrics.session_opened(transport);
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
         Ok((session, Envelope::result(id, to_raw(&result))))
     }
@@ -187,6 +188,7 @@ impl Gateway {
             Some(session) => {
                 session.close();
                 self.metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.session_closed(session.transport);
                 true
             }
             None => false,

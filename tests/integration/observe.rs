@@ -310,6 +310,55 @@ async fn audit_mixed_workload_one_record_per_decided_message() {
     );
     let seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    // Metrics: the same workload, scraped.
+    let text = http::get(&format!("{}/metrics", gw.admin_url()), &[])
+        .await
+        .body;
+    for (series, want) in [
+        (
+            "mcp_gateway_decided_messages_total{method=\"tools/call\",backend=\"demo\",decision=\"allow\",outcome=\"ok\"}",
+            1.0,
+        ),
+        (
+            "mcp_gateway_decided_messages_total{method=\"tools/call\",backend=\"demo\",decision=\"allow\",outcome=\"rate_limited\"}",
+            1.0,
+        ),
+        (
+            "mcp_gateway_decided_messages_total{method=\"tools/call\",backend=\"dead\",decision=\"allow\",outcome=\"error\"}",
+            1.0,
+        ),
+        ("mcp_gateway_rate_limited_total{limit=\"rule\"}", 1.0),
+        ("mcp_gateway_audit_records_total", 8.0),
+        ("mcp_gateway_audit_queue_depth", 0.0),
+        (
+            "mcp_gateway_sessions_by_transport{transport=\"streamable_http\"}",
+            1.0,
+        ),
+        ("mcp_gateway_backend_up{backend=\"demo\"}", 1.0),
+        ("mcp_gateway_token_cache_lookups_total{result=\"hit\"}", 0.0),
+    ] {
+        assert_eq!(metric(&text, series), Some(want), "{series}\n{text}");
+    }
+    for series in [
+        "mcp_gateway_audit_write_duration_seconds_count",
+        "mcp_gateway_gateway_duration_seconds_count{method=\"tools/call\"}",
+        "mcp_gateway_backend_duration_seconds_count{backend=\"demo\"}",
+        "mcp_gateway_request_duration_seconds_count{method=\"tools/list\",backend=\"\"}",
+    ] {
+        assert!(
+            metric(&text, series).is_some_and(|v| v >= 1.0),
+            "{series}\n{text}"
+        );
+    }
+    for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+        let parts: Vec<&str> = line.split(' ').collect();
+        if parts[3] == "counter" {
+            assert!(parts[2].ends_with("_total"), "{line}");
+        }
+        if parts[3] == "histogram" {
+            assert!(parts[2].ends_with("_seconds"), "{line}");
+        }
+    }
     assert_schema_valid(std::slice::from_ref(&log));
     assert_tampering_detected(&log);
 }
@@ -608,8 +657,11 @@ fn api_keys(keys: &[(&str, &str, &str, &str)]) -> String {
 }
 
 async fn echo(s: &mut McpSession) -> Value {
-    s.request("tools/call", json!({"name": "echo", "arguments": {"text": "hi"}}))
-        .await
+    s.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hi"}}),
+    )
+    .await
 }
 
 fn limited_ms(r: &Value) -> Option<u64> {
@@ -647,8 +699,17 @@ async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
     assert!(echo(&mut bob).await["result"].is_object());
     let r = echo(&mut alice).await;
     assert!(limited_ms(&r).is_some(), "tenant bucket empty: {r}");
-    assert!(r["error"]["data"]["reason"].as_str().unwrap().contains("tenant"), "{r}");
-    assert!(echo(&mut carol).await["result"].is_object(), "other tenant unaffected");
+    assert!(
+        r["error"]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tenant"),
+        "{r}"
+    );
+    assert!(
+        echo(&mut carol).await["result"].is_object(),
+        "other tenant unaffected"
+    );
     drop(gw);
 
     // Agent: alice and dave share agent-a, across tenants.
@@ -666,7 +727,10 @@ async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
     assert!(echo(&mut alice).await["result"].is_object());
     let r = echo(&mut dave).await;
     assert!(limited_ms(&r).is_some(), "agent-a bucket empty: {r}");
-    assert!(echo(&mut bob).await["result"].is_object(), "agent-b unaffected");
+    assert!(
+        echo(&mut bob).await["result"].is_object(),
+        "agent-b unaffected"
+    );
     drop(gw);
 
     // Tool: a bucket per tool; exact Retry-After.
@@ -679,9 +743,15 @@ async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
     let mut alice = open(&gw, "k-alice").await;
     assert!(echo(&mut alice).await["result"].is_object());
     let other = alice
-        .request("tools/call", json!({"name": "bump_counter", "arguments": {}}))
+        .request(
+            "tools/call",
+            json!({"name": "bump_counter", "arguments": {}}),
+        )
         .await;
-    assert!(other["result"].is_object(), "another tool has its own bucket: {other}");
+    assert!(
+        other["result"].is_object(),
+        "another tool has its own bucket: {other}"
+    );
     let refused_at = Instant::now();
     let r = echo(&mut alice).await;
     let first = limited_ms(&r).unwrap_or_else(|| panic!("echo bucket empty: {r}"));
@@ -697,11 +767,16 @@ async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
     );
     tokio::time::sleep(Duration::from_millis(second)).await;
     let r = echo(&mut alice).await;
-    assert!(r["result"].is_object(), "admitted once Retry-After passed: {r}");
+    assert!(
+        r["result"].is_object(),
+        "admitted once Retry-After passed: {r}"
+    );
     // Refusals are audited and counted.
     let all = wait_for_records(&gw.dir().join("audit.jsonl"), 5);
     assert_eq!(all.iter().filter(|r| r["error_code"] == -32005).count(), 2);
-    let text = http::get(&format!("{}/metrics", gw.admin_url()), &[]).await.body;
+    let text = http::get(&format!("{}/metrics", gw.admin_url()), &[])
+        .await
+        .body;
     assert_eq!(
         metric(&text, "mcp_gateway_rate_limited_total{limit=\"rule\"}"),
         Some(2.0),
