@@ -437,6 +437,13 @@ async fn audit_refusal(
             .map(str::to_owned),
         remote_addr: None,
     };
+    tracing::info!(
+        transport,
+        sub = %record.principal.sub,
+        path,
+        reason = %refusal,
+        "refused at the edge"
+    );
     gw.metrics
         .observe_decided(&record.method, "", "deny", "error");
     gw.audit.record(&record, Outcome::Error(code), 0).await;

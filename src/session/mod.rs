@@ -162,6 +162,15 @@ impl Gateway {
         self.metrics.sessions_opened.fetch_add(1, Ordering::Relaxed);
         self.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
         self.metrics.session_opened(transport);
+        tracing::info!(
+            session.id = %session.id,
+            transport,
+            sub = %session.principal.sub,
+            tenant = session.principal.tenant.as_deref().unwrap_or(""),
+            client_id = session.principal.client_id.as_deref().unwrap_or(""),
+            protocol_version = %version,
+            "session started"
+        );
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
         Ok((session, Envelope::result(id, to_raw(&result))))
     }
@@ -189,6 +198,12 @@ impl Gateway {
                 session.close();
                 self.metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.session_closed(session.transport);
+                tracing::info!(
+                    session.id = %id,
+                    transport = session.transport,
+                    sub = %session.principal.sub,
+                    "session ended"
+                );
                 true
             }
             None => false,

@@ -783,3 +783,81 @@ async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
         "{text}"
     );
 }
+
+/// `audit.path = "-"` writes the chain to stdout; a stateless request
+/// refused by a limit is a whole HTTP request refused: 429 + Retry-After;
+/// logs are JSON lines, one per session start/end and per denial, without
+/// credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_sink_http_429_and_structured_logs() {
+    let gw = Gateway::start(&format!(
+        "{}{}[limits]\nper_principal = {{ per_second = 1, burst = 1 }}\n[audit]\npath = \"-\"\n{}",
+        listen(),
+        api_keys(PRINCIPALS),
+        demo_backend("demo")
+    ));
+    let key = [("x-api-key", "k-alice")];
+    let params = json!({"name": "echo", "arguments": {"text": "hi"}});
+    let ok = http::modern_request(&gw.url(), 1, "tools/call", params.clone(), &key).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let refused = http::modern_request(&gw.url(), 2, "tools/call", params, &key).await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.rpc()["error"]["code"], -32005);
+    let bad = http::modern_request(
+        &gw.url(),
+        3,
+        "tools/list",
+        json!({}),
+        &[("x-api-key", "nope")],
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    let mut bob = open(&gw, "k-bob").await;
+    let sid = bob.session_id.clone().unwrap();
+    assert_eq!(bob.delete().await.status, 200);
+    drop(bob);
+
+    let deadline = Instant::now() + WAIT;
+    while gw.stdout().lines().count() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = gw.stdout();
+    let dir = crate::util::TestDir::new("audit-stdout");
+    let copy = dir.write("stdout.jsonl", &out);
+    let lines: Vec<Value> = records(&copy);
+    assert_eq!(lines.len(), 3, "{out}");
+    let (ok, text) = verify(&[], std::slice::from_ref(&copy));
+    assert!(ok, "{text}");
+    assert_schema_valid(&[copy]);
+
+    let stderr = gw.stderr();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    for secret in ["k-alice", "k-bob", "nope"] {
+        assert!(!stderr.contains(secret), "{secret} in the logs");
+    }
+    let logs = gw.logs();
+    let has = |message: &str, pred: &dyn Fn(&Value) -> bool| {
+        logs.iter()
+            .any(|l| l["fields"]["message"] == message && pred(&l["fields"]))
+    };
+    assert!(
+        has("session started", &|f| f["session.id"] == sid.as_str()
+            && f["sub"] == "bob"),
+        "{stderr}"
+    );
+    assert!(
+        has("session ended", &|f| f["session.id"] == sid.as_str()),
+        "{stderr}"
+    );
+    assert!(has("rate limited", &|f| f["sub"] == "alice"), "{stderr}");
+    assert!(
+        has("refused at the edge", &|f| f["sub"] == "unauthenticated"),
+        "{stderr}"
+    );
+}
