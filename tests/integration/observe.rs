@@ -813,7 +813,7 @@ async fn stdout_sink_http_429_and_structured_logs() {
     )
     .await;
     assert_eq!(bad.status, 401);
-    let mut bob = open(&gw, "k-bob").await;
+    let bob = open(&gw, "k-bob").await;
     let sid = bob.session_id.clone().unwrap();
     assert_eq!(bob.delete().await.status, 200);
     drop(bob);
