@@ -19,3 +19,4 @@ pub mod policy;
 pub mod router;
 pub mod session;
 pub mod telemetry;
+pub mod trace;

@@ -231,6 +231,7 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     {
         tracing::error!("the audit log could not be flushed within 30 s");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), gw.tracer.flush()).await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = server.await;

@@ -64,6 +64,7 @@ impl Converter<'_> {
         let backends = self.backends(raw.backends);
         let audit = self.audit(raw.audit);
         let tenants = self.tenants(raw.tenants);
+        let telemetry = self.telemetry(raw.telemetry);
         let mut limits = limits;
         limits.rates.tenants = tenants
             .iter()
@@ -78,6 +79,7 @@ impl Converter<'_> {
             backends,
             audit,
             tenants,
+            telemetry,
         }
     }
 

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 
 use super::check::join_index;
 use super::convert::Converter;
-use super::model::{AuditConfig, AuditPath, Fsync, LimitRule, Rate, RateLimits, TenantConfig};
-use super::raw::{RawAudit, RawFsync, RawLimitRule, RawRate, RawTenant};
+use super::convert::check_url;
+use super::model::{
+    AuditConfig, AuditPath, Fsync, LimitRule, Rate, RateLimits, TelemetryConfig, TenantConfig,
+};
+use super::raw::{RawAudit, RawFsync, RawLimitRule, RawRate, RawTelemetry, RawTenant};
 
 impl Converter<'_> {
     pub(super) fn audit(&mut self, raw: RawAudit) -> AuditConfig {
@@ -30,6 +33,20 @@ impl Converter<'_> {
             redact_arguments: raw.redact_arguments,
             rotate_bytes: raw.rotate_bytes,
             queue_depth: self.count("audit.queue_depth", raw.queue_depth),
+        }
+    }
+
+    pub(super) fn telemetry(&mut self, raw: RawTelemetry) -> TelemetryConfig {
+        let otlp_endpoint = raw.otlp_endpoint.and_then(|url| match check_url(&url) {
+            Ok(()) => Some(url),
+            Err(message) => {
+                self.problem("telemetry.otlp_endpoint", message);
+                None
+            }
+        });
+        TelemetryConfig {
+            otlp_endpoint,
+            service_name: raw.service_name,
         }
     }
 

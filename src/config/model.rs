@@ -49,6 +49,14 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     pub audit: AuditConfig,
     pub tenants: Vec<TenantConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL; `None`: tracing off.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone)]

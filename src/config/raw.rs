@@ -44,6 +44,9 @@ pub(crate) struct RawConfig {
     /// Tenants (only `name` and `rate_limit` are read so far).
     #[serde(default)]
     pub tenants: Vec<RawTenant>,
+    /// Traces.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 /// `[listen]`
@@ -705,4 +708,31 @@ pub(crate) enum RawFsync {
     Batch,
     /// Never; the operating system decides.
     Never,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Telemetry")]
+pub(crate) struct RawTelemetry {
+    /// OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`); spans are posted
+    /// as JSON to `/v1/traces`. Tracing is off without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "mcp-gateway".into()
 }

@@ -208,7 +208,7 @@ fn unknown_keys() {
     check(
         "foo = 1\n",
         &[
-            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, tenants)",
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, telemetry, tenants)",
         ],
     );
     check(
@@ -232,7 +232,7 @@ fn unknown_keys() {
     check(
         "[policy]\nfiles = []\n",
         &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, audit, auth, backends, limits, listen, tenants)",
+            "gw.toml:1:2: policy: unknown key (expected one of: admin, audit, auth, backends, limits, listen, telemetry, tenants)",
         ],
     );
     check(
@@ -648,8 +648,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, tenants)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, tenants)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, telemetry, tenants)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, telemetry, tenants)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");

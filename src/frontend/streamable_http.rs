@@ -145,10 +145,18 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     if text.trim_start().starts_with('[') {
         return post_batch(s, principal, headers, text).await;
     }
-    let env = match Envelope::parse(text) {
+    let mut env = match Envelope::parse(text) {
         Ok(env) => env,
         Err(e) => return Reject::Envelope(e).into_response(),
     };
+    // A `traceparent` header is the client's trace context when `_meta`
+    // carries none.
+    if s.gw.tracer.enabled()
+        && let Some(tp) = header_str(&headers, crate::trace::TRACEPARENT)
+        && crate::trace::traceparent_in(env.params.as_deref()).is_none()
+    {
+        env.params = Some(crate::trace::with_traceparent(env.params.as_deref(), tp));
+    }
     let session_id = header_str(&headers, "mcp-session-id").map(str::to_owned);
     if env.method.as_deref() == Some("initialize") && env.kind() == Kind::Request {
         return initialize(s, principal, route, env).await;

@@ -344,7 +344,7 @@ impl Session {
         response
     }
 
-    async fn handle_request_inner(self: &Arc<Self>, env: Envelope, out: Out) -> Envelope {
+    async fn handle_request_inner(self: &Arc<Self>, mut env: Envelope, out: Out) -> Envelope {
         let started = Instant::now();
         let id = env.id.clone();
         let method = env.method.clone().unwrap_or_default();
@@ -385,8 +385,19 @@ impl Session {
             origin: None,
             remote_addr: None,
         };
+        // One span per decided message; the backend continues it.
+        let span = gw
+            .tracer
+            .begin(&method, crate::trace::parent_in(env.params.as_deref()));
+        if let Some(span) = &span {
+            env.params = Some(crate::trace::with_traceparent(
+                env.params.as_deref(),
+                &span.context.traceparent(),
+            ));
+        }
         // Exactly one record from here on, `cancelled` if the task is dropped.
-        let audit = AuditOnce::new(gw.audit.clone(), record, started);
+        let mut audit = AuditOnce::new(gw.audit.clone(), record, started);
+        audit.trace(gw.tracer.clone(), span);
         if !decision.allow {
             let response = Envelope::error(
                 id,
@@ -1072,6 +1083,8 @@ struct AuditOnce {
     started: Instant,
     outcome: Outcome,
     done: bool,
+    /// The message's span, ended with the same facts as the record.
+    span: Option<(Arc<crate::trace::Tracer>, crate::trace::Span)>,
 }
 
 impl AuditOnce {
@@ -1082,12 +1095,58 @@ impl AuditOnce {
             started,
             outcome: Outcome::Cancelled,
             done: false,
+            span: None,
         }
+    }
+
+    fn trace(&mut self, tracer: Arc<crate::trace::Tracer>, span: Option<crate::trace::Span>) {
+        self.span = span.map(|s| (tracer, s));
+    }
+
+    fn end_span(&mut self) {
+        let Some((tracer, span)) = self.span.take() else {
+            return;
+        };
+        let r = &self.record;
+        let (kind, name) = match &r.call.target {
+            Target::None => ("none", None),
+            t @ (Target::Tool(n) | Target::Resource(n) | Target::Prompt(n)) => (t.kind(), Some(n)),
+        };
+        let error_code = match self.outcome {
+            Outcome::Error(code) => Some(code),
+            Outcome::Timeout => Some(mcp::code::BACKEND_TIMEOUT),
+            _ => None,
+        };
+        let target_key = match kind {
+            "tool" => "mcp.tool",
+            "resource" => "mcp.resource",
+            "prompt" => "mcp.prompt",
+            _ => "mcp.target",
+        };
+        tracer.end(
+            span,
+            &[
+                ("mcp.method", r.method.clone().into()),
+                (target_key, serde_json::json!(name)),
+                ("mcp.backend", serde_json::json!(r.backend)),
+                (
+                    "mcp.decision",
+                    if r.decision.allow { "allow" } else { "deny" }.into(),
+                ),
+                ("mcp.outcome", outcome_label(self.outcome).into()),
+                ("rpc.jsonrpc.error_code", serde_json::json!(error_code)),
+                ("mcp.session.id", serde_json::json!(r.session_id)),
+                ("mcp.transport", r.transport.into()),
+                ("enduser.id", r.principal.sub.clone().into()),
+            ],
+            self.outcome != Outcome::Ok,
+        );
     }
 
     async fn finish(mut self, backend: Option<String>, outcome: Outcome) {
         self.record.backend = backend;
         self.outcome = outcome;
+        self.end_span();
         self.sink
             .record(&self.record, outcome, elapsed_us(self.started))
             .await;
@@ -1098,6 +1157,7 @@ impl AuditOnce {
 impl Drop for AuditOnce {
     fn drop(&mut self) {
         if !self.done {
+            self.end_span();
             self.sink
                 .record_detached(&self.record, self.outcome, elapsed_us(self.started));
         }

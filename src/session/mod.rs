@@ -46,6 +46,8 @@ pub struct Gateway {
     pub limits: Arc<Limiter>,
     pub audit: Arc<AuditSink>,
     pub metrics: Arc<Metrics>,
+    /// Spans to the OTLP collector (off unless `[telemetry]` names one).
+    pub tracer: Arc<crate::trace::Tracer>,
     /// Cancelled when the gateway shuts down: backends close, children die.
     pub shutdown: CancellationToken,
     /// Cancelled when shutdown begins: GET streams and keep-alives end while
@@ -96,6 +98,7 @@ impl Gateway {
             limits: Limiter::new(&config.limits.rates),
             audit,
             metrics: Arc::new(Metrics::default()),
+            tracer: crate::trace::Tracer::start(&config.telemetry, http.clone()),
             router: Router::new(backends),
             config,
             closing: shutdown.child_token(),

@@ -861,3 +861,159 @@ async fn stdout_sink_http_429_and_structured_logs() {
         "{stderr}"
     );
 }
+
+/// An OTLP/HTTP collector in the test: records every JSON body POSTed to
+/// `/v1/traces`.
+struct Collector {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        use axum::routing::post;
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            post(move |body: String| {
+                let store = store.clone();
+                async move {
+                    if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                        store.lock().unwrap().push(v);
+                    }
+                    "{}"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Collector { url, bodies, task }
+    }
+
+    fn spans(&self) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b["resourceSpans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
+                    .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn wait_for_span(&self, trace_id: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.spans().into_iter().find(|s| s["traceId"] == trace_id) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no span of trace {trace_id}: {:?}",
+                self.spans()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn attribute(span: &Value, key: &str) -> Value {
+    span["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+        .map(|kv| kv["value"]["stringValue"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// A client's `traceparent` (in `_meta`, or as the HTTP header) is
+/// continued by the gateway's span, exported to an OTLP collector, and
+/// propagated to the backend as the child of that span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_span_continues_the_client_trace_and_reaches_the_backend() {
+    let collector = Collector::start().await;
+    let echo = crate::util::auth::EchoHeaders::start();
+    let gw = Gateway::start(&format!(
+        "{}[telemetry]\notlp_endpoint = \"{}\"\n{}",
+        listen(),
+        collector.url,
+        echo.backend_toml("echo", "")
+    ));
+    let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let r = s
+        .request(
+            "tools/call",
+            json!({"name": "echo_headers", "arguments": {},
+                   "_meta": {"traceparent": format!("00-{trace}-{client_span}-01")}}),
+        )
+        .await;
+    let headers: Value =
+        serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let sent = headers["traceparent"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{headers}"));
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace, "01"),
+        "{sent}"
+    );
+    assert_ne!(
+        parts[2], client_span,
+        "the backend's parent is the gateway's span"
+    );
+    let span = collector.wait_for_span(trace).await;
+    assert_eq!(span["parentSpanId"], client_span);
+    assert_eq!(span["spanId"], parts[2]);
+    assert_eq!(span["name"], "tools/call");
+    assert_eq!(attribute(&span, "mcp.method"), "tools/call");
+    assert_eq!(attribute(&span, "mcp.tool"), "echo_headers");
+    assert_eq!(attribute(&span, "mcp.backend"), "echo");
+    assert_eq!(attribute(&span, "mcp.decision"), "allow");
+    assert_eq!(attribute(&span, "mcp.outcome"), "ok");
+
+    // The header on the client's POST works the same.
+    let trace2 = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let mut h = s.headers();
+    h.push((
+        "traceparent".into(),
+        format!("00-{trace2}-{client_span}-01"),
+    ));
+    let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let body = json!({"jsonrpc": "2.0", "id": 99, "method": "tools/list", "params": {}});
+    assert_eq!(http::post_json(&gw.url(), &refs, &body).await.status, 200);
+    let span = collector.wait_for_span(trace2).await;
+    assert_eq!(span["parentSpanId"], client_span);
+    assert_eq!(attribute(&span, "mcp.method"), "tools/list");
+    // Without any trace context: a new trace, no parent.
+    s.request("ping", json!({})).await;
+    let deadline = Instant::now() + WAIT;
+    while !collector.spans().iter().any(|s| s["name"] == "ping") {
+        assert!(Instant::now() < deadline, "no ping span");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ping = collector
+        .spans()
+        .into_iter()
+        .find(|s| s["name"] == "ping")
+        .unwrap();
+    assert!(ping.get("parentSpanId").is_none(), "{ping}");
+}
