@@ -8,7 +8,8 @@
 # run as root (or with the apt packages already installed).
 #
 #   .venv/                       PyPI `mcp` (tests/interop/requirements.txt):
-#                                py_client.py, py_demo_server.py
+#                                py_client.py, py_demo_server.py; its dependency
+#                                `jsonschema` validates audit records (tests/integration/observe.rs)
 #   .venv-ws/                    PyPI `mcp[ws]==1.30.0` (tests/interop/requirements-ws.txt):
 #                                the last Python SDK with a WebSocket client and server
 #                                (py_ws_server.py, py_ws_client.py); its own venv, since
