@@ -11,8 +11,8 @@
 //! `max_in_flight_per_backend`) are counters held by an `InFlight` guard.
 //!
 //! Memory is bounded: `evict_idle` (run every few seconds) drops buckets
-//! that are full again, and a limit holding `max_rate_keys` buckets evicts
-//! at once; if it is still full every bucket is busy, and a new key is
+//! that are full again, and a limit found holding `max_rate_keys` buckets
+//! (it looks every 64 calls, so it may exceed that by 64) evicts at once; if it is still full every bucket is busy, and a new key is
 //! refused (fail closed) until some refill.
 //!
 //! Hot reload: `reload` swaps the set of limits; a limit whose definition
@@ -38,6 +38,10 @@ use governor::{Quota, RateLimiter};
 use crate::auth::Principal;
 use crate::config::{LimitRule, Rate, RateLimits};
 use crate::mcp::{Call, Target};
+
+/// How often (in calls) a limit compares its bucket count with
+/// `max_rate_keys`.
+const KEY_CHECK_EVERY: u64 = 64;
 
 /// Retry hint when a concurrency cap refuses (no bucket says when).
 const IN_FLIGHT_RETRY: Duration = Duration::from_millis(100);
@@ -94,6 +98,7 @@ struct Limit {
     /// Kind + match + rate: equal definitions share buckets across reloads.
     identity: String,
     buckets: Arc<Keyed>,
+    calls: AtomicU64,
 }
 
 struct Settings {
@@ -207,7 +212,10 @@ impl Limiter {
             let Some(key) = key_for(&limit.matcher, limit.kind, &facts) else {
                 continue;
             };
-            if limit.buckets.len() >= settings.max_keys {
+            // `len` visits every shard: look every KEY_CHECK_EVERY calls,
+            // so a limit holds at most max_keys + KEY_CHECK_EVERY buckets.
+            let calls = limit.calls.fetch_add(1, Ordering::Relaxed);
+            if calls % KEY_CHECK_EVERY == 0 && limit.buckets.len() >= settings.max_keys {
                 limit.buckets.retain_recent();
                 if limit.buckets.len() >= settings.max_keys {
                     self.rejections.keys.fetch_add(1, Ordering::Relaxed);
@@ -277,20 +285,28 @@ impl Limiter {
             map: self.in_flight.clone(),
             keys: Vec::new(),
         };
+        if settings.in_flight_principal.is_none() && settings.in_flight_backend.is_none() {
+            return Ok(guard);
+        }
         let caps = [
             (
                 settings.in_flight_principal,
-                Some(format!(
-                    "p\u{0}{}\u{0}{}",
-                    principal.tenant.as_deref().unwrap_or(""),
-                    principal.sub
-                )),
+                settings.in_flight_principal.map(|_| {
+                    format!(
+                        "p\u{0}{}\u{0}{}",
+                        principal.tenant.as_deref().unwrap_or(""),
+                        principal.sub
+                    )
+                }),
                 &self.rejections.in_flight_principal,
                 "principal",
             ),
             (
                 settings.in_flight_backend,
-                backend.map(|b| format!("b\u{0}{b}")),
+                settings
+                    .in_flight_backend
+                    .and(backend)
+                    .map(|b| format!("b\u{0}{b}")),
                 &self.rejections.in_flight_backend,
                 "backend",
             ),
@@ -483,6 +499,7 @@ fn build(config: &RateLimits, old: &[Limit]) -> Settings {
                 matcher,
                 identity,
                 buckets,
+                calls: AtomicU64::new(0),
             }
         })
         .collect();
