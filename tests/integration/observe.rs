@@ -1017,3 +1017,43 @@ async fn otlp_span_continues_the_client_trace_and_reaches_the_backend() {
         .unwrap();
     assert!(ping.get("parentSpanId").is_none(), "{ping}");
 }
+
+/// `max_in_flight_per_principal`: a second concurrent call of the same
+/// principal is refused with -32005 while the first runs; after it, calls
+/// are admitted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_cap_per_principal() {
+    let gw = Gateway::start(&format!(
+        "{}{}[limits]\nmax_in_flight_per_principal = 1\n{}",
+        listen(),
+        api_keys(PRINCIPALS),
+        demo_backend("demo")
+    ));
+    let mut alice = open(&gw, "k-alice").await;
+    let mut alice2 = open(&gw, "k-alice").await;
+    let mut bob = open(&gw, "k-bob").await;
+    let slow = tokio::spawn(async move {
+        alice
+            .request(
+                "tools/call",
+                json!({"name": "slow_count", "arguments": {"steps": 10, "delay_ms": 100}}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = echo(&mut alice2).await;
+    assert!(
+        limited_ms(&r).is_some(),
+        "second call in flight refused: {r}"
+    );
+    assert!(
+        echo(&mut bob).await["result"].is_object(),
+        "another principal unaffected"
+    );
+    let done = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
+    assert!(done["result"].is_object(), "{done}");
+    assert!(
+        echo(&mut alice2).await["result"].is_object(),
+        "slot given back"
+    );
+}
