@@ -222,9 +222,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::warn!("drain timeout: abandoning the requests still in flight");
     }
     gw.close_all().await;
-    // Requests dropped by the drain timeout queue their `cancelled` records
-    // from their own drop; give those a moment, then write everything.
-    tokio::task::yield_now().await;
+    // Closing the sessions aborted what the drain left; those requests
+    // queue their `cancelled` records as they drop. Then write everything.
+    let _ = tokio::time::timeout(Duration::from_secs(1), gw.tracker.wait()).await;
     if tokio::time::timeout(Duration::from_secs(30), gw.audit.flush())
         .await
         .is_err()

@@ -24,22 +24,7 @@ pub fn canonical(value: &Value) -> String {
 
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(k) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, None, out),
         Value::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
@@ -56,6 +41,25 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// An object with sorted keys, leaving `skip` out.
+fn write_object(map: &Map<String, Value>, skip: Option<&str>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}", Value::from(k.as_str()));
+        out.push(':');
+        write_canonical(v, out);
+    }
+    out.push('}');
+}
+
 /// Hex SHA-256 of arbitrary JSON in canonical form (`args_sha256`).
 pub fn sha256_canonical(value: &Value) -> String {
     hex::encode(Sha256::digest(canonical(value).as_bytes()))
@@ -63,11 +67,11 @@ pub fn sha256_canonical(value: &Value) -> String {
 
 /// The `hash` of `record` (its own `hash` key, if any, is ignored).
 pub fn record_hash(prev_hash: &str, record: &Map<String, Value>) -> String {
-    let mut without = record.clone();
-    without.remove("hash");
+    let mut text = String::with_capacity(1024);
+    write_object(record, Some("hash"), &mut text);
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
-    hasher.update(canonical(&Value::Object(without)).as_bytes());
+    hasher.update(text.as_bytes());
     hex::encode(hasher.finalize())
 }
 
