@@ -15,8 +15,10 @@ use super::chain::{self, GENESIS};
 use super::{AuditError, AuditStats, Entry};
 use crate::config::{AuditConfig, AuditPath, Fsync};
 
-/// Most records written between two syncs with `fsync = "batch"`.
-const BATCH: usize = 512;
+/// Fewest records the writer may take between two syncs with
+/// `fsync = "batch"`; it takes up to the queue depth when that is larger,
+/// so a slow sync never leaves the queue full while the writer idles.
+const MIN_BATCH: usize = 512;
 
 enum Sink {
     Stdout(std::io::Stdout),
@@ -33,6 +35,8 @@ struct Writer {
     sink: Sink,
     fsync: Fsync,
     rotate_bytes: Option<u64>,
+    /// Most records taken from the queue before a flush/sync.
+    batch: usize,
     seq: u64,
     prev_hash: String,
     stats: Arc<AuditStats>,
@@ -86,6 +90,7 @@ pub(super) fn spawn(
         sink,
         fsync: config.fsync,
         rotate_bytes: config.rotate_bytes,
+        batch: config.queue_depth.max(MIN_BATCH),
         seq,
         prev_hash,
         stats,
@@ -159,7 +164,7 @@ impl Writer {
                     }
                     Entry::Flush(done) => waiting.push(done),
                 }
-                if written < BATCH {
+                if written < self.batch {
                     next = rx.try_recv().ok();
                 }
             }
