@@ -9,7 +9,7 @@
 #
 #   .venv/                       PyPI `mcp` (tests/interop/requirements.txt):
 #                                py_client.py, py_demo_server.py; its dependency
-#                                `jsonschema` checks fixtures against schemas/fixture.schema.json
+#                                `jsonschema` checks fixtures (schemas/fixture.schema.json) and audit records
 #   .venv-ws/                    PyPI `mcp[ws]==1.30.0` (tests/interop/requirements-ws.txt):
 #                                the last Python SDK with a WebSocket client and server
 #                                (py_ws_server.py, py_ws_client.py); its own venv, since

@@ -21,3 +21,4 @@ pub mod replay;
 pub mod router;
 pub mod session;
 pub mod telemetry;
+pub mod trace;

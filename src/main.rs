@@ -14,6 +14,7 @@ use mcp_gateway::session::Gateway;
 use mcp_gateway::telemetry::{self, LogFormat};
 use mcp_gateway::{admin, auth, bench, demo, frontend, replay};
 
+mod audit_cli;
 mod token;
 
 // The request path allocates and frees many small buffers from both runtime
@@ -88,6 +89,9 @@ enum Command {
     /// Development helpers for tokens and keys.
     #[command(subcommand)]
     Token(Box<TokenCommand>),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             http,
         } => runtime.block_on(fixture_server(fixture, backend, http)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Audit(command) => audit_cli::run(&command),
         Command::Token(command) => match *command {
             TokenCommand::Mint(args) => token::mint(&args),
             TokenCommand::Jwks(args) => token::jwks(&args),
@@ -262,7 +267,10 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     let admin_addr = admin_listener.local_addr()?;
 
     let shutdown = CancellationToken::new();
-    let gw = Gateway::new(config.clone(), shutdown.clone());
+    let audit = mcp_gateway::audit::AuditSink::start(&config.audit)?;
+    let gw = Gateway::with_audit(config.clone(), shutdown.clone(), audit);
+    gw.limits
+        .spawn_eviction(Duration::from_secs(5), shutdown.clone());
     if let Some(error) = gw.auth.startup_error() {
         // Serving without the revocation list would forget revocations.
         anyhow::bail!("cannot load the revocation list: {error}");
@@ -323,6 +331,16 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
         tracing::warn!("drain timeout: abandoning the requests still in flight");
     }
     gw.close_all().await;
+    // Closing the sessions aborted what the drain left; those requests
+    // queue their `cancelled` records as they drop. Then write everything.
+    let _ = tokio::time::timeout(Duration::from_secs(1), gw.tracker.wait()).await;
+    if tokio::time::timeout(Duration::from_secs(30), gw.audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!("the audit log could not be flushed within 30 s");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), gw.tracer.flush()).await;
     if let Some(recorder) = &gw.recorder {
         recorder.flush().await;
     }

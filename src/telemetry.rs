@@ -24,6 +24,9 @@ struct Series {
     sum_us: AtomicU64,
 }
 
+/// (method, backend, decision, outcome)
+type DecidedKey = (String, String, &'static str, &'static str);
+
 #[derive(Default)]
 pub struct Metrics {
     /// method → backend → series; looked up by `&str`, so the hot path
@@ -32,6 +35,15 @@ pub struct Metrics {
     pub sessions_opened: AtomicU64,
     pub sessions_active: AtomicU64,
     pub backend_errors: AtomicU64,
+    /// (method, backend, decision, outcome) → count.
+    decided: Mutex<BTreeMap<DecidedKey, u64>>,
+    /// Time spent in the gateway itself (a request's latency less the
+    /// time its backend calls took), by method.
+    gateway_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    /// Time backend calls took, by backend.
+    backend_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
+    /// Handshake-era sessions open now, by transport.
+    sessions_by_transport: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 impl Metrics {
@@ -68,9 +80,38 @@ impl Metrics {
         );
     }
 
+    /// Counts a decided message by method, backend, decision and outcome
+    /// (`ok`, `error`, `timeout`, `cancelled`, `rate_limited`).
+    pub fn observe_decided(
+        &self,
+        method: &str,
+        backend: &str,
+        decision: &'static str,
+        outcome: &'static str,
+    ) {
+        if let Ok(mut map) = self.decided.lock() {
+            *map.entry((method.to_owned(), backend.to_owned(), decision, outcome))
+                .or_default() += 1;
+        }
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        out.push_str(
+            "# HELP mcp_gateway_decided_messages_total Decided messages by method, backend, decision and outcome.\n\
+             # TYPE mcp_gateway_decided_messages_total counter\n",
+        );
+        if let Ok(map) = self.decided.lock() {
+            for ((method, backend, decision, outcome), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_decided_messages_total{{method=\"{}\",backend=\"{}\",decision=\"{decision}\",outcome=\"{outcome}\"}} {n}",
+                    escape(method),
+                    escape(backend),
+                );
+            }
+        }
         let map: Vec<((String, String), Arc<Series>)> = match self.series.lock() {
             Ok(m) => m
                 .iter()
@@ -199,4 +240,183 @@ pub fn init_logging(format: LogFormat) {
     } else {
         builder.try_init()
     };
+}
+
+/// A latency histogram over `BUCKETS`, lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    /// Count per bucket (not cumulative); the last slot is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        if let Some(b) = self.buckets.get(slot) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(
+            latency.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Appends the series `name` with extra `labels` (`k="v",…` or empty);
+    /// `help` is written when not empty.
+    pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+        if !help.is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        }
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += self
+                .buckets
+                .get(i)
+                .map(|b| b.load(Ordering::Relaxed))
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self
+            .buckets
+            .get(BUCKETS.len())
+            .map(|b| b.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braced} {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
+    }
+}
+
+tokio::task_local! {
+    /// Microseconds the current request has spent waiting for backends.
+    static BACKEND_US: std::cell::Cell<u64>;
+}
+
+/// Adds the time until it is dropped to the request's backend time (no-op
+/// outside `time_backend`).
+pub struct BackendTimer(std::time::Instant);
+
+impl BackendTimer {
+    pub fn start() -> BackendTimer {
+        BackendTimer(std::time::Instant::now())
+    }
+}
+
+impl Drop for BackendTimer {
+    fn drop(&mut self) {
+        let us = self.0.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let _ = BACKEND_US.try_with(|c| c.set(c.get().saturating_add(us)));
+    }
+}
+
+/// Runs `fut` and returns its output with the time its backend calls took.
+pub async fn time_backend<F: std::future::Future>(fut: F) -> (F::Output, Duration) {
+    let cell = std::cell::Cell::new(0);
+    let (out, cell) = BACKEND_US
+        .scope(cell, async move {
+            let out = fut.await;
+            (out, BACKEND_US.try_with(|c| c.get()).unwrap_or(0))
+        })
+        .await;
+    (out, Duration::from_micros(cell))
+}
+
+impl Metrics {
+    /// Splits a request's latency into gateway and backend time.
+    pub fn observe_split(
+        &self,
+        method: &str,
+        backend: &str,
+        total: Duration,
+        in_backend: Duration,
+    ) {
+        let get = |map: &Mutex<BTreeMap<String, Arc<Histogram>>>, key: &str| {
+            let mut map = map.lock().ok()?;
+            Some(match map.get(key) {
+                Some(h) => h.clone(),
+                None => map.entry(key.to_owned()).or_default().clone(),
+            })
+        };
+        if let Some(h) = get(&self.gateway_latency, method) {
+            h.observe(total.saturating_sub(in_backend));
+        }
+        if !backend.is_empty()
+            && !in_backend.is_zero()
+            && let Some(h) = get(&self.backend_latency, backend)
+        {
+            h.observe(in_backend);
+        }
+    }
+
+    pub fn session_opened(&self, transport: &'static str) {
+        if let Ok(mut m) = self.sessions_by_transport.lock() {
+            *m.entry(transport).or_default() += 1;
+        }
+    }
+
+    pub fn session_closed(&self, transport: &'static str) {
+        if let Ok(mut m) = self.sessions_by_transport.lock() {
+            *m.entry(transport).or_default() -= 1;
+        }
+    }
+
+    /// The split latency histograms and sessions by transport.
+    pub fn render_split(&self, out: &mut String) {
+        for (map, name, label, help) in [
+            (
+                &self.gateway_latency,
+                "mcp_gateway_gateway_duration_seconds",
+                "method",
+                "Time a request spent in the gateway itself, backend calls excluded.",
+            ),
+            (
+                &self.backend_latency,
+                "mcp_gateway_backend_duration_seconds",
+                "backend",
+                "Time backend calls took.",
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            let entries: Vec<(String, Arc<Histogram>)> = map
+                .lock()
+                .map(|m| m.iter().map(|(k, h)| (k.clone(), h.clone())).collect())
+                .unwrap_or_default();
+            for (key, h) in entries {
+                h.render(out, name, "", &format!("{label}=\"{}\"", escape(&key)));
+            }
+        }
+        out.push_str(
+            "# HELP mcp_gateway_sessions_by_transport Handshake-era sessions open now, by transport.\n\
+             # TYPE mcp_gateway_sessions_by_transport gauge\n",
+        );
+        if let Ok(m) = self.sessions_by_transport.lock() {
+            for (transport, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_sessions_by_transport{{transport=\"{transport}\"}} {n}"
+                );
+            }
+        }
+    }
 }

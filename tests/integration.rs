@@ -30,5 +30,7 @@ mod auth;
 
 #[path = "integration/aggregate.rs"]
 mod aggregate;
+#[path = "integration/observe.rs"]
+mod observe;
 #[path = "integration/record_replay.rs"]
 mod record_replay;

@@ -102,6 +102,16 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
             .map(|b| format!("mcp_gateway_backend_up{{backend=\"{}\"}} {}\n", b.name(), u8::from(b.reached())))
             .collect::<String>()
     ));
+    let (hits, misses) = gw.auth.token_cache_stats();
+    text.push_str(&format!(
+        "# HELP mcp_gateway_token_cache_lookups_total Verified-token cache lookups, by result.\n\
+         # TYPE mcp_gateway_token_cache_lookups_total counter\n\
+         mcp_gateway_token_cache_lookups_total{{result=\"hit\"}} {hits}\n\
+         mcp_gateway_token_cache_lookups_total{{result=\"miss\"}} {misses}\n"
+    ));
+    gw.metrics.render_split(&mut text);
+    gw.audit.render_metrics(&mut text);
+    gw.limits.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -1,15 +1,29 @@
-//! audit: one record per decided message, with the decision and then the
-//! outcome. Never drops a record.
+//! audit: one record per decided message, written once its outcome is
+//! known (one line per message: decision and outcome together). Never drops
+//! a record.
 //!
-//! This build writes nothing (the seam); the audit issue gives `AuditSink` a
-//! bounded queue and a hash-chained file writer. Every routed message already
-//! produces a `Record` and reports its outcome here.
+//! Callers hand records to a bounded queue (`audit.queue_depth`); when it is
+//! full they wait (back-pressure) rather than drop. One writer thread owns
+//! the sink: it numbers the records (`seq`), chains them (`prev_hash`,
+//! `hash`, see `chain`), writes JSON Lines to a file (rotated at
+//! `audit.rotate_bytes`, the chain continuing in the next file and across
+//! restarts) or to stdout, and syncs per `audit.fsync`. `flush` waits until
+//! everything queued before it is written: shutdown calls it last.
+
+pub mod chain;
+mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Principal;
-use crate::mcp::Call;
+use crate::config::AuditConfig;
+use crate::mcp::{Call, Target};
 use crate::policy::Decision;
+use crate::telemetry::Histogram;
 
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -17,9 +31,16 @@ pub struct Record {
     pub session_id: Option<String>,
     pub transport: &'static str,
     pub principal: Principal,
+    /// The JSON-RPC method as the client sent it.
+    pub method: String,
     pub call: Call,
     pub backend: Option<String>,
     pub decision: Decision,
+    /// Tool or prompt arguments; hashed (`args_sha256`) unless
+    /// `audit.redact_arguments = false`.
+    pub arguments: Option<Value>,
+    pub origin: Option<String>,
+    pub remote_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +51,221 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// Why the audit log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot open the audit log {path}: {error}")]
+    Open { path: String, error: std::io::Error },
+}
+
+enum Entry {
+    Record(Box<Map<String, Value>>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters the writer keeps, rendered on `/metrics`.
+#[derive(Default)]
+pub struct AuditStats {
+    pub written: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub write_seconds: Histogram,
+    pub last_seq: AtomicU64,
+}
+
 pub struct AuditSink {
-    _private: (),
+    tx: Option<mpsc::Sender<Entry>>,
+    capacity: usize,
+    redact: bool,
+    stats: Arc<AuditStats>,
 }
 
 impl AuditSink {
+    /// A sink that writes nothing (unit tests, tools).
     pub fn disabled() -> Arc<AuditSink> {
-        Arc::new(AuditSink { _private: () })
+        Arc::new(AuditSink {
+            tx: None,
+            capacity: 0,
+            redact: true,
+            stats: Arc::default(),
+        })
     }
 
-    pub async fn record(&self, _record: &Record, _outcome: Outcome, _latency_us: u64) {}
+    /// Opens the log (continuing its chain) and starts the writer thread.
+    pub fn start(config: &AuditConfig) -> Result<Arc<AuditSink>, AuditError> {
+        let stats = Arc::new(AuditStats::default());
+        let capacity = config.queue_depth.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        writer::spawn(config, rx, stats.clone())?;
+        Ok(Arc::new(AuditSink {
+            tx: Some(tx),
+            capacity,
+            redact: config.redact_arguments,
+            stats,
+        }))
+    }
+
+    /// Queues the record of a decided message with its outcome; waits while
+    /// the queue is full.
+    pub async fn record(&self, record: &Record, outcome: Outcome, latency_us: u64) {
+        let Some(tx) = &self.tx else { return };
+        let entry = Entry::Record(Box::new(self.line(record, outcome, latency_us)));
+        if tx.send(entry).await.is_err() {
+            tracing::error!("the audit writer has stopped; a record could not be written");
+        }
+    }
+
+    /// Like `record`, from a place that cannot wait (a request dropped by
+    /// its cancellation): queued now if there is room, else by a task
+    /// that waits for room.
+    pub fn record_detached(&self, record: &Record, outcome: Outcome, latency_us: u64) {
+        let Some(tx) = &self.tx else { return };
+        let entry = Entry::Record(Box::new(self.line(record, outcome, latency_us)));
+        match tx.try_send(entry) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(entry)) => {
+                let tx = tx.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        handle.spawn(async move {
+                            let _ = tx.send(entry).await;
+                        });
+                    }
+                    Err(_) => {
+                        let _ = tx.blocking_send(entry);
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("the audit writer has stopped; a record could not be written");
+            }
+        }
+    }
+
+    /// Waits until every record queued before this call is written (and
+    /// synced unless `fsync = "never"`).
+    pub async fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Entry::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Records waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map(|tx| self.capacity.saturating_sub(tx.capacity()))
+            .unwrap_or(0)
+    }
+
+    pub fn stats(&self) -> &AuditStats {
+        &self.stats
+    }
+
+    /// The `seq` of the last record written.
+    pub fn last_seq(&self) -> u64 {
+        self.stats.last_seq.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text for the audit series.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_audit_queue_depth Audit records waiting for the writer.\n\
+             # TYPE mcp_gateway_audit_queue_depth gauge\nmcp_gateway_audit_queue_depth {}",
+            self.queue_depth()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_audit_records_total Audit records written.\n\
+             # TYPE mcp_gateway_audit_records_total counter\nmcp_gateway_audit_records_total {}",
+            self.stats.written.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_audit_write_errors_total Failed audit writes (retried, never dropped).\n\
+             # TYPE mcp_gateway_audit_write_errors_total counter\nmcp_gateway_audit_write_errors_total {}",
+            self.stats.write_errors.load(Ordering::Relaxed)
+        );
+        self.stats.write_seconds.render(
+            out,
+            "mcp_gateway_audit_write_duration_seconds",
+            "Time to write (and sync) one batch of audit records.",
+            "",
+        );
+    }
+
+    /// The record as a JSON object in CONTRACT.md's field order; `seq`,
+    /// `prev_hash` and `hash` are filled in by the writer.
+    fn line(&self, r: &Record, outcome: Outcome, latency_us: u64) -> Map<String, Value> {
+        let ts = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let (target_name, kind) = match &r.call.target {
+            Target::None => (None, "none"),
+            t @ (Target::Tool(n) | Target::Resource(n) | Target::Prompt(n)) => {
+                (Some(n.clone()), t.kind())
+            }
+        };
+        let (outcome_name, error_code) = match outcome {
+            Outcome::Ok => ("ok", None),
+            Outcome::Error(code) => ("error", Some(code)),
+            Outcome::Timeout => ("timeout", Some(crate::mcp::code::BACKEND_TIMEOUT)),
+            Outcome::Cancelled => ("cancelled", None),
+        };
+        let p = &r.principal;
+        let mut m = Map::new();
+        m.insert("ts".into(), ts.into());
+        m.insert("seq".into(), Value::Null);
+        m.insert("prev_hash".into(), Value::Null);
+        m.insert("hash".into(), Value::Null);
+        m.insert("request_id".into(), json!(r.request_id));
+        m.insert("session_id".into(), json!(r.session_id));
+        m.insert("transport".into(), r.transport.into());
+        m.insert("tenant".into(), json!(p.tenant));
+        m.insert("sub".into(), p.sub.clone().into());
+        m.insert("client_id".into(), json!(p.client_id));
+        m.insert("actors".into(), json!(p.actors));
+        m.insert("auth".into(), p.auth.into());
+        m.insert("method".into(), r.method.clone().into());
+        m.insert("target".into(), json!({"kind": kind, "name": target_name}));
+        m.insert("backend".into(), json!(r.backend));
+        m.insert(
+            "decision".into(),
+            if r.decision.allow { "allow" } else { "deny" }.into(),
+        );
+        m.insert("policies".into(), json!(r.decision.policies));
+        m.insert("reason".into(), r.decision.reason.clone().into());
+        m.insert("outcome".into(), outcome_name.into());
+        m.insert("error_code".into(), json!(error_code));
+        m.insert("latency_us".into(), latency_us.into());
+        match (&r.arguments, self.redact) {
+            (Some(args), true) => {
+                m.insert("args_sha256".into(), chain::sha256_canonical(args).into());
+            }
+            (Some(args), false) => {
+                m.insert("args_sha256".into(), Value::Null);
+                m.insert("arguments".into(), args.clone());
+            }
+            (None, _) => {
+                m.insert("args_sha256".into(), Value::Null);
+            }
+        }
+        m.insert("origin".into(), json!(r.origin));
+        m.insert("remote_addr".into(), json!(r.remote_addr));
+        m
+    }
+}
+
+/// The arguments of a tools/call or prompts/get, for the audit record.
+pub fn arguments_of(params: Option<&serde_json::value::RawValue>) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        arguments: Option<Value>,
+    }
+    params
+        .and_then(|p| serde_json::from_str::<Probe>(p.get()).ok())
+        .and_then(|p| p.arguments)
 }

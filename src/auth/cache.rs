@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Principal;
 
@@ -16,6 +17,8 @@ const SHARDS: usize = 16;
 pub struct TokenCache {
     shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
     per_shard: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 struct Entry {
@@ -29,6 +32,8 @@ impl TokenCache {
         TokenCache {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -37,6 +42,25 @@ impl TokenCache {
     }
 
     pub fn get(&self, key: &[u8; 32], now: u64) -> Option<Principal> {
+        let found = self.lookup(key, now);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// (hits, misses) of `get` so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    fn lookup(&self, key: &[u8; 32], now: u64) -> Option<Principal> {
         let mut shard = self.shard(key)?.lock().ok()?;
         match shard.get(key) {
             Some(entry) if now <= entry.until => Some(entry.principal.clone()),

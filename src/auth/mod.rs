@@ -338,6 +338,11 @@ impl Authenticator {
         })
     }
 
+    /// (hits, misses) of the verified-token cache.
+    pub fn token_cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+
     pub fn config(&self) -> &AuthConfig {
         &self.config
     }

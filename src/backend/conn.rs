@@ -581,6 +581,7 @@ impl Connection {
         sink: Option<Sink>,
         timeout: Option<Duration>,
     ) -> Result<ResponsePayload, BackendError> {
+        let _timer = crate::telemetry::BackendTimer::start();
         if !self.is_alive() {
             return Err(self.inner.unavailable("connection closed"));
         }

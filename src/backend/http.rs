@@ -56,6 +56,9 @@ impl HttpLink {
             .post_to_backend()
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream");
+        if let Some(tp) = crate::trace::traceparent_in(env.params.as_deref()) {
+            req = req.header(crate::trace::TRACEPARENT, tp);
+        }
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }

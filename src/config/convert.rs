@@ -72,6 +72,14 @@ impl Converter<'_> {
                 .count("record.queue_messages", raw.record.queue_messages)
                 .max(1),
         };
+        let audit = self.audit(raw.audit);
+        let tenants = self.tenants(raw.tenants);
+        let telemetry = self.telemetry(raw.telemetry);
+        let mut limits = limits;
+        limits.rates.tenants = tenants
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.rate_limit?)))
+            .collect();
         Config {
             source: source.to_owned(),
             listen,
@@ -81,6 +89,9 @@ impl Converter<'_> {
             backends,
             multiplex,
             record,
+            audit,
+            tenants,
+            telemetry,
         }
     }
 
@@ -149,6 +160,14 @@ impl Converter<'_> {
             ),
             max_queued_messages: self.count("limits.max_queued_messages", raw.max_queued_messages),
             session_idle: Duration::from_secs(raw.session_idle_s),
+            rates: self.rate_limits(
+                raw.per_principal,
+                raw.per_agent,
+                raw.max_in_flight_per_principal,
+                raw.max_in_flight_per_backend,
+                raw.max_rate_keys,
+                raw.rules,
+            ),
         }
     }
 

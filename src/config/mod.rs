@@ -26,6 +26,7 @@ pub use model::*;
 mod auth;
 mod check;
 mod convert;
+mod convert_observe;
 mod raw;
 #[cfg(test)]
 mod tests;

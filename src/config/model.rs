@@ -49,6 +49,9 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     pub multiplex: MultiplexConfig,
     pub record: RecordConfig,
+    pub audit: AuditConfig,
+    pub tenants: Vec<TenantConfig>,
+    pub telemetry: TelemetryConfig,
 }
 
 /// How several backends are served as one route.
@@ -87,6 +90,13 @@ pub struct RecordConfig {
     pub include_arguments: bool,
     pub group_window: Duration,
     pub queue_messages: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector base URL; `None`: tracing off.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -245,6 +255,68 @@ pub struct LimitsConfig {
     pub max_queued_messages: usize,
     /// Handshake-era sessions idle this long are ended.
     pub session_idle: Duration,
+    pub rates: RateLimits,
+}
+
+/// Rate limits and concurrency caps (`limits::Limiter`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_principal: Option<Rate>,
+    pub per_agent: Option<Rate>,
+    pub max_in_flight_per_principal: Option<usize>,
+    pub max_in_flight_per_backend: Option<usize>,
+    /// Most buckets one limit keeps.
+    pub max_keys: usize,
+    pub rules: Vec<LimitRule>,
+    /// Tenant name → its rate.
+    pub tenants: BTreeMap<String, Rate>,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+/// What a `[[limits.rules]]` entry selects: `None` any value (one shared
+/// bucket), `Some("*")` any value (a bucket per value), else exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LimitRule {
+    pub tenant: Option<String>,
+    pub principal: Option<String>,
+    pub agent: Option<String>,
+    pub backend: Option<String>,
+    pub tool: Option<String>,
+    pub rate: Rate,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub rate_limit: Option<Rate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditPath {
+    Stdout,
+    File(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Batch,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub path: AuditPath,
+    pub fsync: Fsync,
+    pub redact_arguments: bool,
+    pub rotate_bytes: Option<u64>,
+    pub queue_depth: usize,
 }
 
 #[derive(Debug, Clone)]

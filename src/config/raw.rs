@@ -44,6 +44,15 @@ pub(crate) struct RawConfig {
     /// Recording sessions as fixtures (`mcp-gateway replay`).
     #[serde(default)]
     pub record: RawRecord,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Tenants (only `name` and `rate_limit` are read so far).
+    #[serde(default)]
+    pub tenants: Vec<RawTenant>,
+    /// Traces.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 /// `[multiplex]`: how several backends are served as one.
@@ -466,6 +475,27 @@ pub(crate) struct RawLimits {
     #[serde(default = "default_session_idle_s")]
     #[schemars(range(min = 1))]
     pub session_idle_s: u64,
+    /// Rate limit of each principal (token bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_principal: Option<RawRate>,
+    /// Rate limit of each client/agent id (`client_id` claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_agent: Option<RawRate>,
+    /// Requests of one principal waiting for a backend at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_in_flight_per_principal: Option<u64>,
+    /// Requests waiting for one backend at once, over all clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_in_flight_per_backend: Option<u64>,
+    /// Most rate-limit buckets kept per limit; idle ones are evicted first.
+    #[serde(default = "default_max_rate_keys")]
+    #[schemars(range(min = 1))]
+    pub max_rate_keys: u64,
+    /// Rate limits on what a call matches; every matching rule applies.
+    #[serde(default)]
+    pub rules: Vec<RawLimitRule>,
 }
 
 impl Default for RawLimits {
@@ -477,8 +507,18 @@ impl Default for RawLimits {
             max_in_flight_per_session: default_max_in_flight_per_session(),
             max_queued_messages: default_max_queued_messages(),
             session_idle_s: default_session_idle_s(),
+            per_principal: None,
+            per_agent: None,
+            max_in_flight_per_principal: None,
+            max_in_flight_per_backend: None,
+            max_rate_keys: default_max_rate_keys(),
+            rules: Vec::new(),
         }
     }
+}
+
+fn default_max_rate_keys() -> u64 {
+    100_000
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -665,4 +705,151 @@ impl RawProtocol {
             Self::V2026_07_28 => Some("2026-07-28"),
         }
     }
+}
+
+/// A token bucket: `per_second` tokens added each second, at most `burst`
+/// held (default: `per_second`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Rate")]
+pub(crate) struct RawRate {
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub per_second: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub burst: Option<u64>,
+}
+
+/// `[[limits.rules]]`: a rate applied to the calls `match` selects.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "LimitRule")]
+pub(crate) struct RawLimitRule {
+    /// What the rule applies to; every key given must match.
+    #[serde(rename = "match", default)]
+    pub matches: RawLimitMatch,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub rate: Option<RawRate>,
+}
+
+/// Values are exact names, or `"*"`: any value, each with its own bucket.
+/// A key left out matches anything and shares one bucket.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "LimitMatch")]
+pub(crate) struct RawLimitMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The principal's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The client/agent id (`client_id` claim).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The tool's own name on its backend (not prefixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+}
+
+/// `[[tenants]]`
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Tenant")]
+pub(crate) struct RawTenant {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required)]
+    pub name: Option<String>,
+    /// Rate limit shared by every principal of the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RawRate>,
+}
+
+/// `[audit]`
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Audit")]
+pub(crate) struct RawAudit {
+    /// The audit log file (JSON Lines), relative to the working directory;
+    /// `"-"` for stdout.
+    #[serde(default = "default_audit_path")]
+    pub path: String,
+    /// When records reach the disk.
+    #[serde(default)]
+    pub fsync: RawFsync,
+    /// Store `args_sha256` instead of tool arguments.
+    #[serde(default = "default_true")]
+    pub redact_arguments: bool,
+    /// Rotate the file once it holds this many bytes; the hash chain
+    /// continues in the next file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub rotate_bytes: Option<u64>,
+    /// Records queued for the writer before callers wait.
+    #[serde(default = "default_audit_queue")]
+    #[schemars(range(min = 1))]
+    pub queue_depth: u64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            path: default_audit_path(),
+            fsync: RawFsync::default(),
+            redact_arguments: true,
+            rotate_bytes: None,
+            queue_depth: default_audit_queue(),
+        }
+    }
+}
+
+fn default_audit_path() -> String {
+    "audit.jsonl".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_audit_queue() -> u64 {
+    4096
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawFsync {
+    /// After every record.
+    Always,
+    /// After every batch the writer drains from its queue.
+    #[default]
+    Batch,
+    /// Never; the operating system decides.
+    Never,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Telemetry")]
+pub(crate) struct RawTelemetry {
+    /// OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`); spans are posted
+    /// as JSON to `/v1/traces`. Tracing is off without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "mcp-gateway".into()
 }

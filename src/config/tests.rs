@@ -208,7 +208,7 @@ fn unknown_keys() {
     check(
         "foo = 1\n",
         &[
-            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)",
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)",
         ],
     );
     check(
@@ -232,13 +232,13 @@ fn unknown_keys() {
     check(
         "[policy]\nfiles = []\n",
         &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)",
+            "gw.toml:1:2: policy: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)",
         ],
     );
     check(
-        "[limits.per_principal]\nper_second = 1\n",
+        "[limits.quota]\nper_second = 1\n",
         &[
-            "gw.toml:1:9: limits.per_principal: unknown key (expected one of: max_body_bytes, max_in_flight_per_session, max_message_bytes, max_queued_messages, max_sessions_per_principal, session_idle_s)",
+            "gw.toml:1:9: limits.quota: unknown key (expected one of: max_body_bytes, max_in_flight_per_backend, max_in_flight_per_principal, max_in_flight_per_session, max_message_bytes, max_queued_messages, max_rate_keys, max_sessions_per_principal, per_agent, per_principal, rules, session_idle_s)",
         ],
     );
 }
@@ -648,8 +648,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");

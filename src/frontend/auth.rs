@@ -276,7 +276,10 @@ pub async fn require(State(gw): State<Arc<Gateway>>, request: Request, next: Nex
     }
     let principal = match authenticate_for(&gw, request.uri(), request.headers()).await {
         Ok(p) => p,
-        Err(r) => return r.into_response(),
+        Err(r) => {
+            audit_refusal(&gw, request.method(), request.uri(), request.headers(), &r).await;
+            return r.into_response();
+        }
     };
     let response = AUTHENTICATED
         .scope(principal.clone(), next.run(request))
@@ -379,4 +382,104 @@ pub async fn gateway_jwks(State(gw): State<Arc<Gateway>>) -> Response {
         crate::auth::mint::jwks(keys).to_string(),
     )
         .into_response()
+}
+
+/// The audit record of a request refused at the edge, with whatever
+/// identity could be read: the verified principal when only scopes were
+/// missing, else the unverified `sub`/tenant/`client_id` of a JWT (never
+/// the token itself).
+async fn audit_refusal(
+    gw: &Gateway,
+    http_method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    refusal: &Reject,
+) {
+    use crate::audit::{Outcome, Record};
+    let path = uri.path();
+    let (_, code) = refusal.parts();
+    let principal = match refusal {
+        Reject::Auth(c) if matches!(c.error, AuthError::InsufficientScope { .. }) => {
+            gw.auth.authenticate(headers).await.ok()
+        }
+        _ => None,
+    }
+    .unwrap_or_else(|| unverified_principal(gw, headers));
+    let transport = if path.ends_with("/ws") {
+        "websocket"
+    } else if path.ends_with("/sse") || path.ends_with("/messages") {
+        "sse"
+    } else {
+        "streamable_http"
+    };
+    let method = headers
+        .get("mcp-method")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let record = Record {
+        request_id: None,
+        session_id: None,
+        transport,
+        principal,
+        call: mcp::classify(&method, None),
+        method,
+        backend: None,
+        decision: crate::policy::Decision {
+            allow: false,
+            policies: Vec::new(),
+            reason: format!("unauthenticated {http_method} {path}: {refusal}"),
+        },
+        arguments: None,
+        origin: headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        remote_addr: None,
+    };
+    tracing::info!(
+        transport,
+        sub = %record.principal.sub,
+        path,
+        reason = %refusal,
+        "refused at the edge"
+    );
+    gw.metrics
+        .observe_decided(&record.method, "", "deny", "error");
+    gw.audit.record(&record, Outcome::Error(code), 0).await;
+}
+
+/// The claims a bearer JWT says about its caller, unverified (marked by
+/// `auth = "none"` in the record).
+fn unverified_principal(gw: &Gateway, headers: &HeaderMap) -> Principal {
+    use base64::Engine as _;
+    let mut principal = Principal::new(
+        "unauthenticated".into(),
+        "none",
+        crate::auth::Credential::default(),
+    );
+    let claims = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .and_then(|token| token.split('.').nth(1))
+        .filter(|payload| payload.len() <= 8192)
+        .and_then(|payload| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    if let Some(claims) = claims {
+        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        if let Some(sub) = text("sub") {
+            principal.sub = sub;
+        }
+        principal.tenant = text(&gw.auth.config().tenant_claim);
+        principal.client_id = text("client_id").or_else(|| text("azp"));
+    }
+    principal
 }

@@ -145,10 +145,18 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     if text.trim_start().starts_with('[') {
         return Box::pin(post_batch(s, principal, headers, text)).await;
     }
-    let env = match Envelope::parse(text) {
+    let mut env = match Envelope::parse(text) {
         Ok(env) => env,
         Err(e) => return Reject::Envelope(e).into_response(),
     };
+    // A `traceparent` header is the client's trace context when `_meta`
+    // carries none.
+    if s.gw.tracer.enabled()
+        && let Some(tp) = header_str(&headers, crate::trace::TRACEPARENT)
+        && crate::trace::traceparent_in(env.params.as_deref()).is_none()
+    {
+        env.params = Some(crate::trace::with_traceparent(env.params.as_deref(), tp));
+    }
     let session_id = header_str(&headers, "mcp-session-id").map(str::to_owned);
     if env.method.as_deref() == Some("initialize") && env.kind() == Kind::Request {
         return Box::pin(initialize(s, principal, route, env)).await;
@@ -427,6 +435,7 @@ fn decode_header_value(value: &str) -> Option<String> {
 fn stateless_status(response: &Envelope) -> StatusCode {
     match response.error_code() {
         Some(mcp::code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        Some(mcp::code::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
         Some(
             mcp::code::INVALID_PARAMS
             | mcp::code::HEADER_MISMATCH
@@ -434,6 +443,18 @@ fn stateless_status(response: &Envelope) -> StatusCode {
             | mcp::code::UNSUPPORTED_PROTOCOL_VERSION,
         ) => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
+    }
+}
+
+/// `Retry-After` (whole seconds, rounded up) from `data.retry_after_ms`
+/// of a -32005 answer refused as a whole HTTP request (429).
+fn set_retry_after(response: &mut Response, env: &Envelope) {
+    let ms = serde_json::from_str::<serde_json::Value>(&env.to_json())
+        .ok()
+        .and_then(|v| v["error"]["data"]["retry_after_ms"].as_u64())
+        .unwrap_or(1000);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
     }
 }
 
@@ -466,7 +487,11 @@ async fn respond(
                     return match done {
                         Ok(Some(response)) => {
                             let status = if era == Era::Stateless { stateless_status(&response) } else { StatusCode::OK };
-                            json_response(status, &response)
+                            let mut r = json_response(status, &response);
+                            if status == StatusCode::TOO_MANY_REQUESTS {
+                                set_retry_after(&mut r, &response);
+                            }
+                            r
                         }
                         // Cancelled by the client: nothing to answer.
                         _ => StatusCode::ACCEPTED.into_response(),

@@ -17,7 +17,7 @@ use super::{Gateway, backend_error_response, elapsed_us, lists, park};
 use crate::audit::{Outcome, Record};
 use crate::auth::Principal;
 use crate::backend::{BackendError, ClientBound, ConnectParams, Connection, ServerFacts, Sink};
-use crate::limits::Admission;
+use crate::limits::{Refused, retry_after_ms};
 use crate::mcp::envelope::{error_object, to_raw};
 use crate::mcp::meta::{edit_params, result_type};
 use crate::mcp::{self, Call, Envelope, Era, JsonRpcId, Method, ResponsePayload, Target};
@@ -408,7 +408,7 @@ impl Session {
         response
     }
 
-    async fn handle_request_inner(self: &Arc<Self>, env: Envelope, out: Out) -> Envelope {
+    async fn handle_request_inner(self: &Arc<Self>, mut env: Envelope, out: Out) -> Envelope {
         let started = Instant::now();
         let id = env.id.clone();
         let method = env.method.clone().unwrap_or_default();
@@ -440,15 +440,32 @@ impl Session {
             tape.client(crate::record::Dir::ClientToGateway, &env, Some(&decision));
         }
         let request_id = id.as_ref().map(|i| i.to_string());
-        let record = |backend: Option<String>| Record {
+        let record = Record {
             request_id: request_id.clone(),
             session_id: (self.client.era == Era::Handshake).then(|| self.id.clone()),
             transport: self.transport,
             principal: self.principal.clone(),
+            method: method.clone(),
             call: call.clone(),
-            backend,
+            backend: None,
             decision: decision.clone(),
+            arguments: crate::audit::arguments_of(env.params.as_deref()),
+            origin: None,
+            remote_addr: None,
         };
+        // One span per decided message; the backend continues it.
+        let span = gw
+            .tracer
+            .begin(&method, crate::trace::parent_in(env.params.as_deref()));
+        if let Some(span) = &span {
+            env.params = Some(crate::trace::with_traceparent(
+                env.params.as_deref(),
+                &span.context.traceparent(),
+            ));
+        }
+        // Exactly one record from here on, `cancelled` if the task is dropped.
+        let mut audit = AuditOnce::new(gw.audit.clone(), record, started);
+        audit.trace(gw.tracer.clone(), span);
         if !decision.allow {
             let response = Envelope::error(
                 id,
@@ -456,38 +473,56 @@ impl Session {
                 "forbidden by policy",
                 Some(serde_json::json!({"policies": decision.policies, "reason": decision.reason})),
             );
-            gw.audit
-                .record(
-                    &record(None),
-                    Outcome::Error(mcp::code::FORBIDDEN),
-                    elapsed_us(started),
-                )
+            gw.metrics.observe_decided(&method, "", "deny", "error");
+            tracing::info!(
+                session.id = %self.id, sub = %self.principal.sub, method = %method,
+                reason = %decision.reason, "denied by policy"
+            );
+            audit
+                .finish(None, Outcome::Error(mcp::code::FORBIDDEN))
                 .await;
             return response;
         }
-        if let Admission::Reject {
-            retry_after,
-            reason,
-        } = gw.limits.check(&self.principal, &call, None)
-        {
-            gw.audit
-                .record(
-                    &record(None),
-                    Outcome::Error(mcp::code::RATE_LIMITED),
-                    elapsed_us(started),
-                )
-                .await;
-            return Envelope::error(
-                id,
-                mcp::code::RATE_LIMITED,
-                "rate limited",
-                Some(
-                    serde_json::json!({"retry_after_ms": retry_after.as_millis() as u64, "reason": reason}),
-                ),
-            );
-        }
+        let backend = self.backend_for(&call);
+        let _in_flight = match gw.limits.admit(&self.principal, &call, backend.as_deref()) {
+            Ok(guard) => guard,
+            Err(Refused {
+                retry_after,
+                reason,
+            }) => {
+                gw.metrics.observe_decided(
+                    &method,
+                    backend.as_deref().unwrap_or(""),
+                    "allow",
+                    "rate_limited",
+                );
+                tracing::info!(
+                    session.id = %self.id, sub = %self.principal.sub, method = %method,
+                    reason = %reason, "rate limited"
+                );
+                audit
+                    .finish(backend, Outcome::Error(mcp::code::RATE_LIMITED))
+                    .await;
+                return Envelope::error(
+                    id,
+                    mcp::code::RATE_LIMITED,
+                    "rate limited",
+                    Some(serde_json::json!({
+                        "retry_after_ms": retry_after_ms(retry_after),
+                        "reason": reason,
+                    })),
+                );
+            }
+        };
         let _permit = self.permits.clone().acquire_owned().await;
-        let (response, backend) = self.route_request(&call, env, &out).await;
+        let ((response, backend), in_backend) =
+            crate::telemetry::time_backend(self.route_request(&call, env, &out)).await;
+        gw.metrics.observe_split(
+            &method,
+            backend.as_deref().unwrap_or(""),
+            started.elapsed(),
+            in_backend,
+        );
         let outcome = match response.error_code() {
             None => Outcome::Ok,
             Some(mcp::code::BACKEND_TIMEOUT) => Outcome::Timeout,
@@ -505,9 +540,13 @@ impl Session {
             started.elapsed(),
             outcome == Outcome::Ok,
         );
-        gw.audit
-            .record(&record(backend), outcome, elapsed_us(started))
-            .await;
+        gw.metrics.observe_decided(
+            &method,
+            backend.as_deref().unwrap_or(""),
+            "allow",
+            outcome_label(outcome),
+        );
+        audit.finish(backend, outcome).await;
         response
     }
 
@@ -1101,6 +1140,42 @@ impl Session {
                 }
             }
             _ => {
+                let Some(gw) = self.gateway.upgrade() else {
+                    return;
+                };
+                let started = Instant::now();
+                let call = mcp::classify(&method, env.params.as_deref());
+                let ctx = policy::Context {
+                    transport: self.transport,
+                    protocol_version: Some(self.client.protocol_version.clone()),
+                    ..Default::default()
+                };
+                let decision = gw.policy.decide(&self.principal, &call, &ctx);
+                let allow = decision.allow;
+                let audit = AuditOnce::new(
+                    gw.audit.clone(),
+                    Record {
+                        request_id: None,
+                        session_id: (self.client.era == Era::Handshake).then(|| self.id.clone()),
+                        transport: self.transport,
+                        principal: self.principal.clone(),
+                        method: method.clone(),
+                        call,
+                        backend: None,
+                        decision,
+                        arguments: None,
+                        origin: None,
+                        remote_addr: None,
+                    },
+                    started,
+                );
+                if !allow {
+                    audit
+                        .finish(None, Outcome::Error(mcp::code::FORBIDDEN))
+                        .await;
+                    return;
+                }
+                let mut delivered = Vec::new();
                 for index in 0..self.upstreams.len() {
                     let connected = self
                         .upstreams
@@ -1118,12 +1193,20 @@ impl Session {
                             env.params.as_deref(),
                         );
                     }
-                    if let Ok(conn) = self.conn(index).await
-                        && let Err(e) = conn.notify(&method, env.params.clone()).await
-                    {
-                        tracing::debug!(session.id = %self.id, error = %e, "notification not delivered");
+                    match self.conn(index).await {
+                        Ok(conn) => match conn.notify(&method, env.params.clone()).await {
+                            Ok(()) => delivered.push(self.upstream_name(index).to_owned()),
+                            Err(e) => {
+                                tracing::debug!(session.id = %self.id, error = %e, "notification not delivered");
+                            }
+                        },
+                        Err(e) => {
+                            tracing::debug!(session.id = %self.id, error = %e, "notification not delivered");
+                        }
                     }
                 }
+                let backend = (!delivered.is_empty()).then(|| delivered.join(","));
+                audit.finish(backend, Outcome::Ok).await;
             }
         }
     }
@@ -1144,6 +1227,124 @@ impl Session {
         index: usize,
     ) -> Result<Connection, BackendError> {
         self.conn(index).await
+    }
+}
+
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "ok",
+        Outcome::Error(_) => "error",
+        Outcome::Timeout => "timeout",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+/// The audit record of one decided request: written once, by `finish`, or
+/// as `cancelled` when the request is dropped before it finishes.
+struct AuditOnce {
+    sink: Arc<crate::audit::AuditSink>,
+    record: Record,
+    started: Instant,
+    outcome: Outcome,
+    done: bool,
+    /// The message's span, ended with the same facts as the record.
+    span: Option<(Arc<crate::trace::Tracer>, crate::trace::Span)>,
+}
+
+impl AuditOnce {
+    fn new(sink: Arc<crate::audit::AuditSink>, record: Record, started: Instant) -> AuditOnce {
+        AuditOnce {
+            sink,
+            record,
+            started,
+            outcome: Outcome::Cancelled,
+            done: false,
+            span: None,
+        }
+    }
+
+    fn trace(&mut self, tracer: Arc<crate::trace::Tracer>, span: Option<crate::trace::Span>) {
+        self.span = span.map(|s| (tracer, s));
+    }
+
+    fn end_span(&mut self) {
+        let Some((tracer, span)) = self.span.take() else {
+            return;
+        };
+        let r = &self.record;
+        let (kind, name) = match &r.call.target {
+            Target::None => ("none", None),
+            t @ (Target::Tool(n) | Target::Resource(n) | Target::Prompt(n)) => (t.kind(), Some(n)),
+        };
+        let error_code = match self.outcome {
+            Outcome::Error(code) => Some(code),
+            Outcome::Timeout => Some(mcp::code::BACKEND_TIMEOUT),
+            _ => None,
+        };
+        let target_key = match kind {
+            "tool" => "mcp.tool",
+            "resource" => "mcp.resource",
+            "prompt" => "mcp.prompt",
+            _ => "mcp.target",
+        };
+        tracer.end(
+            span,
+            &[
+                ("mcp.method", r.method.clone().into()),
+                (target_key, serde_json::json!(name)),
+                ("mcp.backend", serde_json::json!(r.backend)),
+                (
+                    "mcp.decision",
+                    if r.decision.allow { "allow" } else { "deny" }.into(),
+                ),
+                ("mcp.outcome", outcome_label(self.outcome).into()),
+                ("rpc.jsonrpc.error_code", serde_json::json!(error_code)),
+                ("mcp.session.id", serde_json::json!(r.session_id)),
+                ("mcp.transport", r.transport.into()),
+                ("enduser.id", r.principal.sub.clone().into()),
+            ],
+            self.outcome != Outcome::Ok,
+        );
+    }
+
+    async fn finish(mut self, backend: Option<String>, outcome: Outcome) {
+        self.record.backend = backend;
+        self.outcome = outcome;
+        self.end_span();
+        self.sink
+            .record(&self.record, outcome, elapsed_us(self.started))
+            .await;
+        self.done = true;
+    }
+}
+
+impl Drop for AuditOnce {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end_span();
+            self.sink
+                .record_detached(&self.record, self.outcome, elapsed_us(self.started));
+        }
+    }
+}
+
+impl Session {
+    /// The backend a call will go to, when it is known before routing (for
+    /// the limits keyed by backend and tool).
+    fn backend_for(self: &Arc<Self>, call: &Call) -> Option<String> {
+        let index = if !self.route.prefixed && self.upstreams.len() == 1 {
+            0
+        } else {
+            match &call.target {
+                Target::Tool(name) => self.route.resolve_tool(name)?.0,
+                Target::Prompt(name) => self.route.resolve_name(name)?.0,
+                Target::Resource(uri) => lists::lookup_uri(self, uri)?.index,
+                Target::None => return None,
+            }
+        };
+        self.upstreams
+            .get(index)
+            .map(|u| u.backend.name().to_owned())
     }
 }
 

@@ -264,7 +264,7 @@ pub(super) fn from_backend(session: &Session, index: usize, msg: ClientBound) ->
     }
 }
 
-fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
+pub(super) fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
     let mut lists = session.catalog.lists.lock().ok()?;
     if let Some((index, own)) = lists.uris.get(uri) {
         return Some(Resolved {

@@ -48,6 +48,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Writes sessions as fixtures when `[record] dir` is set.
     pub recorder: Option<Arc<crate::record::Recorder>>,
+    /// Spans to the OTLP collector (off unless `[telemetry]` names one).
+    pub tracer: Arc<crate::trace::Tracer>,
     /// Cancelled when the gateway shuts down: backends close, children die.
     pub shutdown: CancellationToken,
     /// Cancelled when shutdown begins: GET streams and keep-alives end while
@@ -73,6 +75,15 @@ pub enum SessionError {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, shutdown: CancellationToken) -> Arc<Gateway> {
+        Gateway::with_audit(config, shutdown, AuditSink::disabled())
+    }
+
+    /// `new` with the audit sink `serve` opened from `[audit]`.
+    pub fn with_audit(
+        config: Arc<Config>,
+        shutdown: CancellationToken,
+        audit: Arc<AuditSink>,
+    ) -> Arc<Gateway> {
         let http = reqwest::Client::builder()
             // A backend answers where it is configured: a redirect is never
             // followed (it could carry minted credentials elsewhere), and the
@@ -90,10 +101,11 @@ impl Gateway {
         Arc::new(Gateway {
             auth: Authenticator::new(&config.auth),
             policy: PolicyEngine::allow_all(),
-            limits: Limiter::unlimited(),
-            audit: AuditSink::disabled(),
+            limits: Limiter::new(&config.limits.rates),
+            audit,
             metrics: Arc::new(Metrics::default()),
             recorder: crate::record::Recorder::start(&config),
+            tracer: crate::trace::Tracer::start(&config.telemetry, http.clone()),
             router: Router::new(backends),
             config,
             closing: shutdown.child_token(),
@@ -160,6 +172,16 @@ impl Gateway {
         }
         self.metrics.sessions_opened.fetch_add(1, Ordering::Relaxed);
         self.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+        self.metrics.session_opened(transport);
+        tracing::info!(
+            session.id = %session.id,
+            transport,
+            sub = %session.principal.sub,
+            tenant = session.principal.tenant.as_deref().unwrap_or(""),
+            client_id = session.principal.client_id.as_deref().unwrap_or(""),
+            protocol_version = %version,
+            "session started"
+        );
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
         let response = Envelope::result(id, to_raw(&result));
         session.record_client(crate::record::Dir::GatewayToClient, &response);
@@ -188,6 +210,13 @@ impl Gateway {
             Some(session) => {
                 session.close();
                 self.metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.session_closed(session.transport);
+                tracing::info!(
+                    session.id = %id,
+                    transport = session.transport,
+                    sub = %session.principal.sub,
+                    "session ended"
+                );
                 true
             }
             None => false,
