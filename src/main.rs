@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use mcp_gateway::config::{self, Config};
 use mcp_gateway::session::Gateway;
 use mcp_gateway::telemetry::{self, LogFormat};
-use mcp_gateway::{admin, auth, bench, demo, frontend};
+use mcp_gateway::{admin, auth, bench, demo, frontend, policy};
 
 mod token;
 
@@ -104,10 +104,17 @@ fn main() -> anyhow::Result<()> {
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     match config::load_file(path) {
-        Ok(cfg) => {
-            print!("{}", config::summary(&cfg));
-            Ok(())
-        }
+        Ok(cfg) => match policy::Snapshot::load(&cfg) {
+            Ok(snapshot) => {
+                print!("{}", config::summary(&cfg));
+                println!("{}", snapshot.summary());
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                std::process::exit(1);
+            }
+        },
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(1);
@@ -143,6 +150,14 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
 
 async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Arc::new(load_config(path)?);
+    let policies =
+        policy::Snapshot::load(&config).map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
+    if !policies.configured {
+        tracing::warn!(
+            "no [policy] section in the configuration: every request is DENIED (fail closed); \
+             add [policy] files = [...] (examples/policies/allow-all.cedar allows everything)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("binding {}", config.listen.addr))?;
@@ -158,6 +173,9 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
         // Serving without the revocation list would forget revocations.
         anyhow::bail!("cannot load the revocation list: {error}");
     }
+    tracing::info!(policies = %policies.summary(), "policies loaded");
+    gw.policy.replace(policies);
+    tokio::spawn(policy::reload::on_sighup(gw.clone()));
     gw.auth.spawn_background(shutdown.clone());
     tokio::spawn(auth::watcher::run(gw.clone()));
     tokio::spawn(gw.clone().reap_idle());

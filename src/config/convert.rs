@@ -62,6 +62,9 @@ impl Converter<'_> {
         let limits = self.limits(raw.limits);
         let admin = self.admin(raw.admin, &listen);
         let backends = self.backends(raw.backends);
+        let policy = self.policy(raw.policy, source);
+        let tenants = self.tenants(raw.tenants, &backends);
+        let routes = self.routes(raw.routes, &backends);
         Config {
             source: source.to_owned(),
             listen,
@@ -69,6 +72,9 @@ impl Converter<'_> {
             limits,
             admin,
             backends,
+            policy,
+            tenants,
+            routes,
         }
     }
 

@@ -38,6 +38,15 @@ pub(crate) struct RawConfig {
     /// The MCP servers behind the gateway.
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+    /// Authorization: the Cedar policy files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::authz::RawPolicy>,
+    /// Tenants and the backends each may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<super::authz::RawTenant>,
+    /// Session routing by claims, client id, origin and path; first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<super::authz::RawRoute>,
 }
 
 /// `[listen]`

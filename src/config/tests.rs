@@ -207,7 +207,9 @@ fn syntax_error_reported_once() {
 fn unknown_keys() {
     check(
         "foo = 1\n",
-        &["gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen)"],
+        &[
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, policy, routes, tenants)",
+        ],
     );
     check(
         "[listn]\naddr = \"x\"\n",
@@ -228,10 +230,8 @@ fn unknown_keys() {
         ],
     );
     check(
-        "[policy]\nfiles = []\n",
-        &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen)",
-        ],
+        "[polic]\nfiles = []\n",
+        &["gw.toml:1:2: polic: unknown key (did you mean \"policy\"?)"],
     );
     check(
         "[limits.per_principal]\nper_second = 1\n",
@@ -646,8 +646,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, policy, routes, tenants)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, policy, routes, tenants)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");
@@ -673,7 +673,7 @@ fn summary_lists_everything() {
          a: stdio `srv`, isolation session, protocol auto, timeout 30s\n  \
          h: streamable_http https://h.example/mcp, protocol auto, timeout 30s\n\
          tenants: 0\n\
-         policies: 0, allow-all (no policy files)\n"
+         routes: 0\n"
     );
     let cfg = quickstart("/opt/my gw/mcp-gateway");
     assert!(
@@ -875,4 +875,30 @@ fn auth_values() {
     // Key material never shows in Debug output.
     assert!(!format!("{cfg:?}").contains("MC4CAQAw"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tenants_and_routes() {
+    check(
+        &format!(
+            "{STDIO}[[tenants]]\nname = \"acme\"\nbackends = [\"a\"]\n[[routes]]\nclaims = {{ agent_type = \"ro\" }}\nbackends = [\"a\"]\n"
+        ),
+        &[],
+    );
+    check(
+        &format!(
+            "{STDIO}[[tenants]]\nname = \"acme\"\nbackends = [\"a\", \"nope\"]\n[[tenants]]\nname = \"acme\"\n\
+             [[routes]]\nclaims = {{ color = \"red\" }}\npolicy_files = []\n"
+        ),
+        &[
+            "gw.toml:7:18: tenants[0].backends[1]: unknown backend \"nope\"",
+            "gw.toml:9:8: tenants[1].name: duplicate tenant \"acme\" (first named by tenants[0])",
+            "gw.toml:11:20: routes[0].claims.color: unknown claim \"color\" (expected one of: sub, tenant, client_id, agent_type, auth, scope)",
+            "gw.toml:12:16: routes[0].policy_files: must name at least one file (omit it to use policy.files)",
+        ],
+    );
+    let cfg = load(&format!("{STDIO}[policy]\nfiles = [\"p/*.cedar\"]\n"));
+    assert!(cfg.policy.configured);
+    assert_eq!(cfg.policy.files, vec!["p/*.cedar"]);
+    assert!(!load(STDIO).policy.configured);
 }

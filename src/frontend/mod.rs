@@ -240,6 +240,32 @@ fn is_loopback_authority(authority: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The principal's view of a path's route (tenant, `[[routes]]`); `None`
+/// when the path names a backend the principal may not reach: answer 404,
+/// as for a backend that does not exist.
+fn scope_route(
+    gw: &Gateway,
+    principal: &Principal,
+    route: crate::router::Route,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Option<crate::router::Route> {
+    let path = if route.key.is_empty() {
+        format!("/{endpoint}")
+    } else {
+        format!("/servers/{}/{endpoint}", route.key)
+    };
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    gw.policy.scope_route(
+        principal,
+        route,
+        crate::policy::routes::RequestFacts {
+            origin,
+            path: &path,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

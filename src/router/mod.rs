@@ -21,6 +21,10 @@ pub struct Route {
     pub backends: Vec<Arc<Backend>>,
     /// Whether tool and prompt names carry the backend prefix.
     pub prefixed: bool,
+    /// The `[[routes]]` entry that selected this route (its policies decide).
+    pub selected_by: Option<String>,
+    /// The request's `Origin`, for policy context.
+    pub origin: Option<String>,
 }
 
 impl std::fmt::Debug for Route {
@@ -55,6 +59,8 @@ impl Router {
             key: String::new(),
             backends: self.backends.clone(),
             prefixed: self.backends.len() > 1,
+            selected_by: None,
+            origin: None,
         }
     }
 
@@ -65,6 +71,8 @@ impl Router {
             key: name.to_owned(),
             backends: vec![backend.clone()],
             prefixed: false,
+            selected_by: None,
+            origin: None,
         })
     }
 }

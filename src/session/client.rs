@@ -21,7 +21,6 @@ use crate::limits::Admission;
 use crate::mcp::envelope::{error_object, to_raw};
 use crate::mcp::meta::{edit_params, result_type};
 use crate::mcp::{self, Call, Envelope, Era, JsonRpcId, Method, ResponsePayload, Target};
-use crate::policy;
 use crate::router::Route;
 
 /// Messages for the client on the stream of the request being handled.
@@ -56,6 +55,8 @@ pub struct Session {
     last_seen: Mutex<Instant>,
     closed: CancellationToken,
     pub(super) catalog: Mutex<lists::Catalog>,
+    /// Tool annotations seen in `tools/list`, for policy.
+    pub(super) tool_facts: Mutex<super::authz::ToolCatalog>,
     queue: usize,
     /// `logging/setLevel` of a handshake-era client, sent on in `_meta` to
     /// stateless servers.
@@ -113,6 +114,7 @@ impl Session {
             last_seen: Mutex::new(Instant::now()),
             closed: CancellationToken::new(),
             catalog: Mutex::new(lists::Catalog::default()),
+            tool_facts: Mutex::new(Default::default()),
             queue: limits.max_queued_messages,
             log_level: Mutex::new(None),
             server_request_ids: Mutex::new(HashMap::new()),
@@ -365,12 +367,8 @@ impl Session {
                 Some(serde_json::json!({"reason": "credentials expired or revoked"})),
             );
         }
-        let ctx = policy::Context {
-            transport: self.transport,
-            protocol_version: Some(self.client.protocol_version.clone()),
-            ..Default::default()
-        };
-        let decision = gw.policy.decide(&self.principal, &call, &ctx);
+        // Resolve the target (backend, own name, annotations), then decide.
+        let decision = super::authz::decide(self, &gw, &call, &env, &out).await;
         let request_id = id.as_ref().map(|i| i.to_string());
         let record = |backend: Option<String>| Record {
             request_id: request_id.clone(),
@@ -420,6 +418,7 @@ impl Session {
         }
         let _permit = self.permits.clone().acquire_owned().await;
         let (response, backend) = self.route_request(&call, env, &out).await;
+        let response = super::authz::filter_list(self, &gw, &call, response);
         let outcome = match response.error_code() {
             None => Outcome::Ok,
             Some(mcp::code::BACKEND_TIMEOUT) => Outcome::Timeout,

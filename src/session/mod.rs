@@ -8,6 +8,7 @@
 //! gateway keeps for stateless (2026-07-28) clients of one principal on one
 //! route. It owns one upstream per backend of its route.
 
+mod authz;
 mod client;
 mod listen;
 mod lists;
@@ -67,6 +68,9 @@ pub enum SessionError {
     TooMany { limit: usize },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// `connect` was denied by policy (-32003).
+    #[error("forbidden by policy: {}", .0.reason)]
+    Forbidden(crate::policy::Decision),
 }
 
 impl Gateway {
@@ -83,7 +87,8 @@ impl Gateway {
             .collect();
         Arc::new(Gateway {
             auth: Authenticator::new(&config.auth),
-            policy: PolicyEngine::allow_all(),
+            // Deny-all until `main` swaps in the configured policies.
+            policy: PolicyEngine::new(crate::policy::Snapshot::default()),
             limits: Limiter::unlimited(),
             audit: AuditSink::disabled(),
             metrics: Arc::new(Metrics::default()),
@@ -131,6 +136,17 @@ impl Gateway {
         } else {
             mcp::LATEST_HANDSHAKE.to_owned()
         };
+        let decision = authz::connect(
+            self,
+            &principal,
+            &route,
+            transport,
+            &version,
+            params.get("clientInfo"),
+        );
+        if !decision.allow {
+            return Err(SessionError::Forbidden(decision));
+        }
         let client = ClientFacts {
             era: Era::Handshake,
             protocol_version: version.clone(),
@@ -225,7 +241,13 @@ impl Gateway {
             .get(mcp::META_CLIENT_CAPABILITIES)
             .map(Value::to_string)
             .unwrap_or_default();
-        let key = format!("{}#{}#{capabilities}", principal.binding_key(), route.key);
+        // Sessions of different `[[routes]]` never share a context.
+        let key = format!(
+            "{}#{}#{}#{capabilities}",
+            principal.binding_key(),
+            route.key,
+            route.selected_by.as_deref().unwrap_or("")
+        );
         let mut contexts = self.stateless.lock().await;
         if let Some(session) = contexts.get(&key).filter(|s| !s.is_closed()) {
             session.principal.renew_from(principal);
@@ -269,6 +291,21 @@ impl Gateway {
         request: &Envelope,
     ) -> Envelope {
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
+        let meta = mcp::meta::params_object(request.params.as_deref())
+            .get("_meta")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let decision = authz::connect(
+            self,
+            principal,
+            route,
+            "streamable_http",
+            mcp::V2026,
+            meta.get(mcp::META_CLIENT_INFO),
+        );
+        if !decision.allow {
+            return decision.forbidden(Some(id));
+        }
         let context = self
             .stateless_context(principal, route, request.params.as_deref())
             .await;
