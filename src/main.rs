@@ -56,6 +56,21 @@ enum Command {
     /// Development helpers for tokens and keys.
     #[command(subcommand)]
     Token(Box<TokenCommand>),
+    /// Authorization policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Decide a table of cases against a config's policies; print expected
+    /// vs actual and exit 1 on any mismatch.
+    Test {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cases file (TOML: [principals.NAME] and [[cases]]).
+        cases: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Policy(PolicyCommand::Test { config, cases }) => policy_test(&config, &cases),
         Command::Token(command) => match *command {
             TokenCommand::Mint(args) => token::mint(&args),
             TokenCommand::Jwks(args) => token::jwks(&args),
@@ -117,6 +133,31 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         },
         Err(errors) => {
             eprintln!("{errors}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn policy_test(config_path: &std::path::Path, cases: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = config::load_file(config_path).unwrap_or_else(|errors| {
+        eprintln!("{errors}");
+        std::process::exit(1);
+    });
+    let snapshot = policy::Snapshot::load(&cfg).unwrap_or_else(|errors| {
+        eprintln!("{errors}");
+        std::process::exit(1);
+    });
+    match policy::cases::run(snapshot, cases) {
+        Ok(outcomes) => {
+            print!("{}", policy::cases::table(&outcomes));
+            if outcomes.iter().all(policy::cases::Outcome::passed) {
+                Ok(())
+            } else {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
             std::process::exit(1);
         }
     }

@@ -27,3 +27,6 @@ mod front_doors;
 
 #[path = "integration/auth.rs"]
 mod auth;
+
+#[path = "integration/authz.rs"]
+mod authz;

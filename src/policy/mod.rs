@@ -10,6 +10,7 @@
 //! `reload` swaps it whole after validating the new one, and every message
 //! reads the set in force when it is decided.
 
+pub mod cases;
 mod entities;
 pub mod load;
 pub mod reload;
@@ -80,10 +81,14 @@ impl ToolFacts {
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(default)
         };
+        // destructiveHint and idempotentHint only mean something when the
+        // tool is not read-only (MCP tool annotations); a read-only tool
+        // destroys nothing and repeats harmlessly.
+        let read_only = flag("readOnlyHint", d.read_only);
         ToolFacts {
-            read_only: flag("readOnlyHint", d.read_only),
-            destructive: flag("destructiveHint", d.destructive),
-            idempotent: flag("idempotentHint", d.idempotent),
+            read_only,
+            destructive: !read_only && flag("destructiveHint", d.destructive),
+            idempotent: read_only || flag("idempotentHint", d.idempotent),
             open_world: flag("openWorldHint", d.open_world),
         }
     }
