@@ -64,6 +64,8 @@ demo_pid=$!
 pids+=("$demo_pid")
 direct_url="$(wait_for "$work/demo.log" 'http://127\.0\.0\.1:[0-9]+/mcp')"
 
+# Without a policy the gateway denies everything: measure with the allow-all.
+printf '@id("allow-all")\npermit(principal, action, resource);\n' >"$work/allow-all.cedar"
 cat >"$work/gateway.toml" <<EOF
 [listen]
 addr = "127.0.0.1:0"
@@ -73,6 +75,9 @@ admin_addr = "127.0.0.1:0"
 name = "demo"
 transport = "streamable_http"
 url = "$direct_url"
+
+[policy]
+files = ["$work/allow-all.cedar"]
 EOF
 # The "listening" line is INFO; calls log nothing above INFO on success.
 RUST_LOG="${RUST_LOG:-warn,mcp_gateway=info}" \

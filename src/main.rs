@@ -71,6 +71,22 @@ enum PolicyCommand {
         /// The cases file (TOML: [principals.NAME] and [[cases]]).
         cases: PathBuf,
     },
+    /// Time decisions of one `tools/call` against a config's policies.
+    Bench {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "demo")]
+        backend: String,
+        #[arg(long, default_value = "echo")]
+        tool: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A scope of the principal, repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +127,34 @@ fn main() -> anyhow::Result<()> {
         }),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Policy(PolicyCommand::Test { config, cases }) => policy_test(&config, &cases),
+        Command::Policy(PolicyCommand::Bench {
+            config,
+            backend,
+            tool,
+            tenant,
+            scopes,
+            iterations,
+        }) => {
+            let cfg = config::load_file(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let snapshot = policy::Snapshot::load(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let t = policy::bench::time_decisions(
+                snapshot,
+                &backend,
+                &tool,
+                tenant.as_deref(),
+                &scopes,
+                iterations,
+            );
+            println!(
+                "policies: {}, decisions: {} ({} allowed), median: {:.1} µs, p99: {:.1} µs",
+                t.policies,
+                t.decisions,
+                t.allowed,
+                t.median_ns as f64 / 1000.0,
+                t.p99_ns as f64 / 1000.0
+            );
+            Ok(())
+        }
         Command::Token(command) => match *command {
             TokenCommand::Mint(args) => token::mint(&args),
             TokenCommand::Jwks(args) => token::jwks(&args),

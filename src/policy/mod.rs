@@ -10,6 +10,7 @@
 //! `reload` swaps it whole after validating the new one, and every message
 //! reads the set in force when it is decided.
 
+pub mod bench;
 pub mod cases;
 mod entities;
 pub mod load;

@@ -220,3 +220,25 @@ fn wildcards() {
         assert_eq!(wildcard(p, t), want, "{p} {t}");
     }
 }
+
+/// The example config's policies (examples/policies/) load and validate.
+#[test]
+fn the_example_config_policies_compile() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp-gateway.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let env = |name: &str| match name {
+        "GW_ADMIN_TOKEN" | "BACKEND_TOKEN" => Some("secret".to_owned()),
+        _ => None,
+    };
+    let config = match crate::config::load_str(&text, &path.display().to_string(), &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let snapshot = match Snapshot::load(&config) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(snapshot.default.len() >= 10, "{}", snapshot.summary());
+    assert!(snapshot.route_sets.contains_key("readonly-agents"));
+    assert_eq!(snapshot.tenants.get("acme").map(Vec::len), Some(2));
+}

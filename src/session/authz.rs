@@ -119,6 +119,29 @@ fn any_backend(
     first_denial.unwrap_or_else(|| gw.policy.decide(principal, call, &ctx))
 }
 
+/// A client notification on its way to upstream `index` is decided too
+/// (action `other`, or `resources/subscribe`… by its method); a denied one
+/// is dropped and logged.
+pub(super) fn notification_allowed(session: &Session, env: &Envelope, index: usize) -> bool {
+    let Some(gw) = session.gateway() else {
+        return false;
+    };
+    let method = env.method.as_deref().unwrap_or_default();
+    let call = Call {
+        method: Method::parse(method),
+        target: Target::None,
+    };
+    let ctx = Context {
+        backend: Some(session.upstream_name(index).to_owned()),
+        ..base_context(session)
+    };
+    let decision = gw.policy.decide(&session.principal, &call, &ctx);
+    if !decision.allow {
+        tracing::info!(session.id = %session.id, method, reason = %decision.reason, "notification dropped by policy");
+    }
+    decision.allow
+}
+
 /// `connect` (initialize, server/discover) for a route not yet open.
 pub(super) fn connect(
     gw: &Gateway,

@@ -950,7 +950,7 @@ impl Session {
                         .get(index)
                         .and_then(|u| u.conn.try_lock().ok().map(|c| c.is_some()))
                         .unwrap_or(false);
-                    if !connected {
+                    if !connected || !super::authz::notification_allowed(self, &env, index) {
                         continue;
                     }
                     if let Ok(conn) = self.conn(index).await
