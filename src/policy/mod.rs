@@ -131,7 +131,7 @@ pub struct Snapshot {
     /// Whether a `[policy]` section exists; without one everything is denied.
     pub configured: bool,
     /// `[[routes]]` entry name → its own set (`policy_files`).
-    pub route_sets: HashMap<String, Compiled>,
+    pub route_sets: std::collections::BTreeMap<String, Compiled>,
     pub routes: Vec<RouteConfig>,
     /// Whether `[[tenants]]` are configured (then a principal reaches only
     /// its tenant's backends).
@@ -151,7 +151,7 @@ impl Snapshot {
         let default = compile_files(&policy.files, &policy.base_dir, &policy.embedded)
             .map_err(|e| errors.extend(e.0))
             .unwrap_or_default();
-        let mut route_sets = HashMap::new();
+        let mut route_sets = std::collections::BTreeMap::new();
         for route in &config.routes {
             if let Some(files) = &route.policy_files {
                 match compile_files(files, &policy.base_dir, &[]) {

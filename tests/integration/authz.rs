@@ -231,6 +231,18 @@ async fn authz_ts_sdk_reader_gets_32003_on_calls_and_prompt_gets_but_reads() {
     assert!(out["item_42"]["contents"].is_array(), "{out}");
     let resources = out["resources"].to_string();
     assert!(resources.contains("demo://readme"), "{out}");
+
+    // Without resources:read a read is denied, and so is a subscription.
+    let caller = token("carl", "acme", "tools:call", &[]);
+    let mut s = session(&gw, &gw.server_url("demo"), &caller, &[]).await;
+    for method in ["resources/read", "resources/subscribe"] {
+        let rpc = s.request(method, json!({"uri": "demo://readme"})).await;
+        assert_eq!(rpc["error"]["code"], -32003, "{method}: {rpc}");
+        let reason = rpc["error"]["data"]["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("no policy permits"), "{rpc}");
+    }
+    let rpc = s.request("resources/list", json!({})).await;
+    assert_eq!(rpc["result"]["resources"], json!([]), "{rpc}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
