@@ -287,9 +287,13 @@ async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            // The peer address feeds policy context (`remote_addr`).
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
         })
     };
     let admin_server = {

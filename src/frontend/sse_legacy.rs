@@ -258,6 +258,7 @@ mod tests {
             prefixed: false,
             selected_by: None,
             origin: None,
+            remote_addr: None,
         };
         assert_eq!(
             endpoint_uri(&route(""), "ab12"),

@@ -23,8 +23,9 @@ pub struct Route {
     pub prefixed: bool,
     /// The `[[routes]]` entry that selected this route (its policies decide).
     pub selected_by: Option<String>,
-    /// The request's `Origin`, for policy context.
+    /// The request's `Origin` and the client's address, for policy context.
     pub origin: Option<String>,
+    pub remote_addr: Option<String>,
 }
 
 impl std::fmt::Debug for Route {
@@ -61,6 +62,7 @@ impl Router {
             prefixed: self.backends.len() > 1,
             selected_by: None,
             origin: None,
+            remote_addr: None,
         }
     }
 
@@ -73,6 +75,7 @@ impl Router {
             prefixed: false,
             selected_by: None,
             origin: None,
+            remote_addr: None,
         })
     }
 }

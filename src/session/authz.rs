@@ -26,6 +26,7 @@ fn base_context(session: &Session) -> Context {
     Context {
         transport: session.transport,
         origin: session.route.origin.clone(),
+        remote_addr: session.route.remote_addr.clone(),
         protocol_version: Some(session.client.protocol_version.clone()),
         client_name: client_name(&session.client.connect.client_info),
         route: session.route.selected_by.clone(),
@@ -154,6 +155,7 @@ pub(super) fn connect(
     let ctx = Context {
         transport,
         origin: route.origin.clone(),
+        remote_addr: route.remote_addr.clone(),
         protocol_version: Some(protocol_version.to_owned()),
         client_name: client_info
             .and_then(|i| i.get("name"))

@@ -637,3 +637,35 @@ async fn authz_reload_under_load_every_call_gets_the_set_in_force() {
     assert!(allowed > 0, "the background client was never allowed");
     let _ = denied;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_context_carries_origin_remote_addr_and_client_name() {
+    let vault = EchoHeaders::start();
+    let gw = Gateway::builder(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{}\n[policy]\nfiles = [\"p.cedar\"]\n",
+        vault.backend_toml("vault", "")
+    ))
+    .file(
+        "p.cedar",
+        "@id(\"allow\") permit(principal, action, resource);\n\
+         @id(\"local-dashboard-only\") forbid(principal, action == Mcp::Action::\"tools/call\", resource)\n  \
+         unless { context has remote_addr && context.remote_addr like \"127.0.0.1:*\" &&\n  \
+         context has origin && context.origin == \"http://localhost:1234\" &&\n  \
+         context has client_name && context.client_name == \"gateway-tests\" &&\n  \
+         context.transport == \"streamable_http\" && context.protocol_version == \"2025-11-25\" };\n",
+    )
+    .start();
+    let call = json!({"name": "echo", "arguments": {"message": "x"}});
+    let mut s = McpSession::initialize(
+        &gw.url(),
+        "2025-11-25",
+        &[("origin", "http://localhost:1234")],
+    )
+    .await;
+    let rpc = s.request("tools/call", call.clone()).await;
+    assert_eq!(rpc["result"]["content"][0]["text"], "x", "{rpc}");
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    let rpc = s.request("tools/call", call).await;
+    assert_eq!(rpc["error"]["code"], -32003, "{rpc}");
+    assert_eq!(vault.tool_calls(), 1);
+}
