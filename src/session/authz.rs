@@ -54,12 +54,10 @@ pub(super) async fn decide(
     out: &Out,
 ) -> Decision {
     let mut ctx = base_context(session);
-    let named = match (&call.method, &call.target) {
-        (Method::ToolsCall | Method::PromptsGet | Method::CompletionComplete, Target::Tool(n))
-        | (
-            Method::ToolsCall | Method::PromptsGet | Method::CompletionComplete,
-            Target::Prompt(n),
-        ) => Some(n),
+    // classify names a tool only for tools/call, a prompt only for
+    // prompts/get and completion/complete.
+    let named = match &call.target {
+        Target::Tool(n) | Target::Prompt(n) => Some(n),
         _ => None,
     };
     if let Some(name) = named {

@@ -134,11 +134,10 @@ fn tool_names(rpc: &Value) -> Vec<String> {
     names(&rpc["result"]["tools"])
 }
 
-async fn session(gw: &Gateway, url: &str, token: &str, extra: &[(&str, &str)]) -> McpSession {
+async fn session(url: &str, token: &str, extra: &[(&str, &str)]) -> McpSession {
     let auth = bearer(token);
     let mut headers = vec![("authorization", auth.as_str())];
     headers.extend_from_slice(extra);
-    let _ = gw;
     McpSession::initialize(url, "2025-11-25", &headers).await
 }
 
@@ -199,7 +198,7 @@ async fn authz_py_sdk_lists_are_filtered_and_denied_calls_never_reach_the_backen
 
     // The same call with the scope that policy asks for goes through.
     let admin = token("root", "acme", "tools:call tools:destructive", &[]);
-    let mut s = session(&gw, &gw.url(), &admin, &[]).await;
+    let mut s = session(&gw.url(), &admin, &[]).await;
     let rpc = s
         .request(
             "tools/call",
@@ -234,7 +233,7 @@ async fn authz_ts_sdk_reader_gets_32003_on_calls_and_prompt_gets_but_reads() {
 
     // Without resources:read a read is denied, and so is a subscription.
     let caller = token("carl", "acme", "tools:call", &[]);
-    let mut s = session(&gw, &gw.server_url("demo"), &caller, &[]).await;
+    let mut s = session(&gw.server_url("demo"), &caller, &[]).await;
     for method in ["resources/read", "resources/subscribe"] {
         let rpc = s.request(method, json!({"uri": "demo://readme"})).await;
         assert_eq!(rpc["error"]["code"], -32003, "{method}: {rpc}");
@@ -253,11 +252,11 @@ async fn authz_tenant_isolation_names_uris_paths_and_sessions() {
     let alice = token("alice", "acme", scopes, &[]);
     let bob = token("bob", "globex", scopes, &[]);
 
-    let mut a = session(&gw, &gw.url(), &alice, &[]).await;
+    let mut a = session(&gw.url(), &alice, &[]).await;
     let a_tools = tool_names(&a.request("tools/list", json!({})).await);
     assert!(a_tools.contains(&"vault__echo".to_owned()), "{a_tools:?}");
 
-    let mut b = session(&gw, &gw.url(), &bob, &[]).await;
+    let mut b = session(&gw.url(), &bob, &[]).await;
     let b_tools = tool_names(&b.request("tools/list", json!({})).await);
     assert!(!b_tools.is_empty(), "bob sees his tenant's tools");
     assert!(
@@ -336,7 +335,7 @@ async fn authz_routes_select_backends_and_policies_by_claim_and_origin() {
         "tools:call tools:destructive items:delete",
         &["--claim", "agent_type=readonly"],
     );
-    let mut s = session(&gw, &gw.url(), &agent, &[]).await;
+    let mut s = session(&gw.url(), &agent, &[]).await;
     let tools = tool_names(&s.request("tools/list", json!({})).await);
     assert!(tools.contains(&"demo__echo".to_owned()), "{tools:?}");
     for hidden in ["demo__delete_item", "demo__bump_counter", "vault__echo"] {
@@ -357,17 +356,11 @@ async fn authz_routes_select_backends_and_policies_by_claim_and_origin() {
 
     // The same admin sees the vault, except from the local dashboard.
     let admin = token("root", "acme", "tools:call tools:destructive", &[]);
-    let mut s = session(&gw, &gw.url(), &admin, &[]).await;
+    let mut s = session(&gw.url(), &admin, &[]).await;
     assert!(
         tool_names(&s.request("tools/list", json!({})).await).contains(&"vault__echo".to_owned())
     );
-    let mut s = session(
-        &gw,
-        &gw.url(),
-        &admin,
-        &[("origin", "http://localhost:7777")],
-    )
-    .await;
+    let mut s = session(&gw.url(), &admin, &[("origin", "http://localhost:7777")]).await;
     let tools = tool_names(&s.request("tools/list", json!({})).await);
     assert!(
         !tools.is_empty() && tools.iter().all(|t| t.starts_with("demo__")),
