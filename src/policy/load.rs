@@ -20,6 +20,8 @@ pub enum PolicyError {
     Read { file: String, reason: String },
     #[error("{pattern}: no policy file matches")]
     NoMatch { pattern: String },
+    #[error("{pattern}: cannot list the directory: {reason}")]
+    List { pattern: String, reason: String },
     #[error("{file}:{line}:{col}: {message}")]
     Syntax {
         file: String,
@@ -98,8 +100,9 @@ impl Compiled {
     }
 }
 
-/// Expands the patterns (relative to `base_dir`) to files, in order.
-pub fn expand(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, Vec<PolicyError>> {
+/// Expands the patterns (relative to `base_dir`) to files, in order, and
+/// the patterns that could not be expanded.
+pub fn expand(patterns: &[String], base_dir: &Path) -> (Vec<PathBuf>, Vec<PolicyError>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for pattern in patterns {
@@ -121,8 +124,8 @@ pub fn expand(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, Vec<
                 .filter(|p| p.is_file())
                 .collect(),
             Err(e) => {
-                errors.push(PolicyError::Read {
-                    file: dir.display().to_string(),
+                errors.push(PolicyError::List {
+                    pattern: full.display().to_string(),
                     reason: e.to_string(),
                 });
                 continue;
@@ -136,11 +139,7 @@ pub fn expand(patterns: &[String], base_dir: &Path) -> Result<Vec<PathBuf>, Vec<
         matched.sort();
         files.extend(matched);
     }
-    if errors.is_empty() {
-        Ok(files)
-    } else {
-        Err(errors)
-    }
+    (files, errors)
 }
 
 /// `*` matches any run of characters; everything else literally.

@@ -221,8 +221,17 @@ fn compile_files(
     base_dir: &Path,
     embedded: &[(String, String)],
 ) -> Result<Compiled, PolicyErrors> {
-    let files: Vec<PathBuf> = load::expand(patterns, base_dir).map_err(PolicyErrors)?;
-    load::compile(&files, embedded)
+    // Every problem at once: the files that were found are compiled even
+    // when a pattern matched nothing.
+    let (files, mut errors): (Vec<PathBuf>, _) = load::expand(patterns, base_dir);
+    match load::compile(&files, embedded) {
+        Ok(compiled) if errors.is_empty() => Ok(compiled),
+        Ok(_) => Err(PolicyErrors(errors)),
+        Err(e) => {
+            errors.extend(e.0);
+            Err(PolicyErrors(errors))
+        }
+    }
 }
 
 /// The engine every session asks: the live snapshot and how to reload it.
