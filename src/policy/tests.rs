@@ -242,3 +242,21 @@ fn the_example_config_policies_compile() {
     assert!(snapshot.route_sets.contains_key("readonly-agents"));
     assert_eq!(snapshot.tenants.get("acme").map(Vec::len), Some(2));
 }
+
+/// The quickstart ships its own explicit allow-all, so `serve` without a
+/// config works offline.
+#[test]
+fn the_quickstart_allows_everything_explicitly() {
+    let snapshot = match Snapshot::load(&crate::config::quickstart("mcp-gateway")) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let d = decide(
+        &snapshot,
+        &principal("anonymous", None, &[], &[]),
+        &tool_call("delete_item"),
+        &ctx("demo", "delete_item", ToolFacts::default()),
+    );
+    assert!(d.allow, "{d:?}");
+    assert_eq!(d.policies, vec!["allow-all"]);
+}
