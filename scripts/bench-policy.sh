@@ -77,11 +77,12 @@ EOF
     done
 } >"$work/many.cedar"
 
-"$bin" demo-server --http 127.0.0.1:0 2>"$work/demo.log" &
+"$bin" demo-server --http 127.0.0.1:0 >/dev/null 2>"$work/demo.log" &
 pids+=("$!")
 demo_url="$(wait_for "$work/demo.log" 'http://127\.0\.0\.1:[0-9]+/mcp')"
 
-# start_gateway NAME POLICY_FILE: prints the gateway's /mcp URL.
+# start_gateway NAME POLICY_FILE: starts it (not in a subshell, so its pid
+# is kept for cleanup); gateway_url NAME then prints its /mcp URL.
 start_gateway() {
     cat >"$work/$1.toml" <<EOF
 [listen]
@@ -97,13 +98,17 @@ url = "$demo_url"
 files = ["$2"]
 EOF
     RUST_LOG="warn,mcp_gateway=info" \
-        "$bin" serve --config "$work/$1.toml" --log-format json 2>"$work/$1.log" &
+        "$bin" serve --config "$work/$1.toml" --log-format json >/dev/null 2>"$work/$1.log" &
     pids+=("$!")
+}
+gateway_url() {
     wait_for "$work/$1.log" '"message":"listening","addr":"127\.0\.0\.1:[0-9]+"' \
         | grep -o -E '127\.0\.0\.1:[0-9]+' | sed 's|.*|http://&/mcp|'
 }
-allow_url="$(start_gateway allow "$work/allow-all.cedar")"
-many_url="$(start_gateway many "$work/many.cedar")"
+start_gateway allow "$work/allow-all.cedar"
+start_gateway many "$work/many.cedar"
+allow_url="$(gateway_url allow)"
+many_url="$(gateway_url many)"
 
 field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
 run() {
@@ -135,7 +140,7 @@ for era in $eras; do
         awk -v era="$era" -v c="$c" -v arps="$(field rps "$a")" -v mrps="$(field rps "$m")" \
             -v ap50="$(field p50_ms "$a")" -v mp50="$(field p50_ms "$m")" -v ae="$a_err" -v me="$m_err" \
             'BEGIN { printf "| %s | %d | %.0f | %.0f | %.0f%% | %.3f ms | %.3f ms | %d / %d |\n",
-                era, c, arps, mrps, arps > 0 ? 100 * mrps / arps : 0, ap50, mp50, ae, me }'
+                era, c, arps, mrps, (arps > 0 ? 100 * mrps / arps : 0), ap50, mp50, ae, me }'
     done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

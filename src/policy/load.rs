@@ -88,9 +88,96 @@ pub struct Compiled {
     pub files: HashMap<String, String>,
     /// The files (or embedded names) read, in order.
     pub sources: Vec<String>,
+    /// The set sliced by scope, so a decision evaluates only the policies
+    /// whose action (and exact resource, when a policy names one) can match.
+    pub index: HashMap<String, Slices>,
+}
+
+/// The policies that can apply to one action.
+#[derive(Debug, Clone, Default)]
+pub struct Slices {
+    /// Policies whose resource scope is not one exact entity.
+    pub general: PolicySet,
+    /// Exact resource (as Cedar prints its uid) → `general` plus the
+    /// policies naming that resource.
+    pub by_resource: HashMap<String, PolicySet>,
+}
+
+/// Every action of the schema, as Cedar prints its uid.
+pub const ACTIONS: &[&str] = &[
+    "connect",
+    "tools/list",
+    "tools/call",
+    "resources/read",
+    "resources/list",
+    "resources/templates/list",
+    "resources/subscribe",
+    "subscriptions/listen",
+    "prompts/get",
+    "prompts/list",
+    "completion/complete",
+    "tasks",
+    "other",
+];
+
+pub fn action_key(action: &str) -> String {
+    format!("Mcp::Action::{action:?}")
 }
 
 impl Compiled {
+    /// The policies that can decide `action` on `resource` (both as Cedar
+    /// prints their uids); the whole set when the action is not indexed.
+    pub fn slice(&self, action: &str, resource: &str) -> &PolicySet {
+        match self.index.get(action) {
+            Some(s) => s.by_resource.get(resource).unwrap_or(&s.general),
+            None => &self.set,
+        }
+    }
+
+    fn build_index(&mut self) {
+        use cedar_policy::{ActionConstraint, ResourceConstraint};
+        let mut general: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+        let mut exact: HashMap<String, HashMap<String, Vec<cedar_policy::Policy>>> = HashMap::new();
+        for policy in self.set.policies() {
+            let actions: Vec<String> = match policy.action_constraint() {
+                ActionConstraint::Any => ACTIONS.iter().map(|a| action_key(a)).collect(),
+                ActionConstraint::Eq(uid) => vec![uid.to_string()],
+                ActionConstraint::In(uids) => uids.iter().map(ToString::to_string).collect(),
+            };
+            let resource = match policy.resource_constraint() {
+                ResourceConstraint::Eq(uid) => Some(uid.to_string()),
+                _ => None,
+            };
+            for action in actions {
+                match &resource {
+                    Some(r) => exact
+                        .entry(action)
+                        .or_default()
+                        .entry(r.clone())
+                        .or_default()
+                        .push(policy.clone()),
+                    None => general.entry(action).or_default().push(policy.clone()),
+                }
+            }
+        }
+        let mut index = HashMap::new();
+        for action in ACTIONS.iter().map(|a| action_key(a)) {
+            let base = general.remove(&action).unwrap_or_default();
+            let mut slices = Slices {
+                general: PolicySet::from_policies(base.clone()).unwrap_or_default(),
+                by_resource: HashMap::new(),
+            };
+            for (resource, extra) in exact.remove(&action).unwrap_or_default() {
+                let all = base.iter().cloned().chain(extra);
+                if let Ok(set) = PolicySet::from_policies(all) {
+                    slices.by_resource.insert(resource, set);
+                }
+            }
+            index.insert(action, slices);
+        }
+        self.index = index;
+    }
+
     pub fn len(&self) -> usize {
         self.files.len()
     }
@@ -262,6 +349,7 @@ pub fn compile(files: &[PathBuf], embedded: &[(String, String)]) -> Result<Compi
         }));
     }
     if errors.is_empty() {
+        compiled.build_index();
         Ok(compiled)
     } else {
         Err(PolicyErrors(errors))

@@ -312,7 +312,8 @@ pub fn decide_with(
             );
         }
     };
-    let response = authorizer.is_authorized(&request.request, &set.set, &request.entities);
+    let policies = set.slice(&load::action_key(call.method.action()), &request.resource);
+    let response = authorizer.is_authorized(&request.request, policies, &request.entities);
     let diagnostics = response.diagnostics();
     let errors: Vec<(String, String)> = diagnostics
         .errors()

@@ -260,3 +260,58 @@ fn the_quickstart_allows_everything_explicitly() {
     assert!(d.allow, "{d:?}");
     assert_eq!(d.policies, vec!["allow-all"]);
 }
+
+/// The scope index never changes a decision: exact-resource and
+/// action-list policies still apply where they match, and only there.
+#[test]
+fn sliced_sets_decide_like_the_whole_set() {
+    let s = snapshot(
+        r#"
+@id("all") permit(principal, action, resource);
+@id("one-tool") forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"demo__x");
+@id("some-actions") forbid(principal, action in [Mcp::Action::"prompts/get", Mcp::Action::"tools/list"], resource);
+"#,
+    );
+    let p = principal("u", None, &[], &[]);
+    let d = decide(&s, &p, &tool_call("x"), &ctx("demo", "x", READ_ONLY));
+    assert_eq!((d.allow, d.policies), (false, vec!["one-tool".to_owned()]));
+    assert!(decide(&s, &p, &tool_call("y"), &ctx("demo", "y", READ_ONLY)).allow);
+    let prompt = Call {
+        method: Method::PromptsGet,
+        target: Target::Prompt("greet".into()),
+    };
+    let d = decide(&s, &p, &prompt, &ctx("demo", "greet", READ_ONLY));
+    assert_eq!(d.policies, vec!["some-actions"]);
+    let list = Call {
+        method: Method::ToolsList,
+        target: Target::None,
+    };
+    assert!(
+        !decide(
+            &s,
+            &p,
+            &list,
+            &Context {
+                backend: Some("demo".into()),
+                ..Context::default()
+            }
+        )
+        .allow
+    );
+    let read = Call {
+        method: Method::ResourcesRead,
+        target: Target::Resource("demo://x".into()),
+    };
+    assert!(
+        decide(
+            &s,
+            &p,
+            &read,
+            &Context {
+                backend: Some("demo".into()),
+                ..Context::default()
+            }
+        )
+        .allow
+    );
+}
