@@ -48,6 +48,8 @@ demo_url() { wait_for "$work/$1.log" 'http://127\.0\.0\.1:[0-9]+/mcp'; }
 # start_gateway NAME TOML: a gateway serving the config TOML (plus loopback
 # listeners); its pid in $gateway_pid, its /mcp URL via gateway_url NAME.
 # Started in this shell, not a command substitution, so cleanup sees the pid.
+# Without a [policy] the gateway denies everything (fail closed): a config
+# that names none gets the allow-all, so what is measured is the rest.
 start_gateway() {
     cat >"$work/$1.toml" <<TOML
 [listen]
@@ -55,6 +57,10 @@ addr = "127.0.0.1:0"
 admin_addr = "127.0.0.1:0"
 $2
 TOML
+    if ! grep -q '^\[policy\]' "$work/$1.toml"; then
+        printf '@id("allow-all")\npermit(principal, action, resource);\n' >"$work/allow-all.cedar"
+        printf '\n[policy]\nfiles = ["%s"]\n' "$work/allow-all.cedar" >>"$work/$1.toml"
+    fi
     # The "listening" line is INFO; calls log nothing above INFO on success.
     RUST_LOG="${RUST_LOG:-warn,mcp_gateway=info}" \
         "$bin" serve --config "$work/$1.toml" --log-format json 2>"$work/$1.log" &

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use mcp_gateway::config::{self, Config};
 use mcp_gateway::session::Gateway;
 use mcp_gateway::telemetry::{self, LogFormat};
-use mcp_gateway::{admin, auth, bench, demo, frontend, replay};
+use mcp_gateway::{admin, auth, bench, demo, frontend, policy, replay};
 
 mod audit_cli;
 mod token;
@@ -92,12 +92,43 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Authorization policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ReplayFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Decide a table of cases against a config's policies; print expected
+    /// vs actual and exit 1 on any mismatch.
+    Test {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cases file (TOML: [principals.NAME] and [[cases]]).
+        cases: PathBuf,
+    },
+    /// Time decisions of one `tools/call` against a config's policies.
+    Bench {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "demo")]
+        backend: String,
+        #[arg(long, default_value = "echo")]
+        tool: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A scope of the principal, repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +194,35 @@ fn main() -> anyhow::Result<()> {
         } => runtime.block_on(fixture_server(fixture, backend, http)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Audit(command) => audit_cli::run(&command),
+        Command::Policy(PolicyCommand::Test { config, cases }) => policy_test(&config, &cases),
+        Command::Policy(PolicyCommand::Bench {
+            config,
+            backend,
+            tool,
+            tenant,
+            scopes,
+            iterations,
+        }) => {
+            let cfg = config::load_file(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let snapshot = policy::Snapshot::load(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let t = policy::bench::time_decisions(
+                snapshot,
+                &backend,
+                &tool,
+                tenant.as_deref(),
+                &scopes,
+                iterations,
+            );
+            println!(
+                "policies: {}, decisions: {} ({} allowed), median: {:.1} µs, p99: {:.1} µs",
+                t.policies,
+                t.decisions,
+                t.allowed,
+                t.median_ns as f64 / 1000.0,
+                t.p99_ns as f64 / 1000.0
+            );
+            Ok(())
+        }
         Command::Token(command) => match *command {
             TokenCommand::Mint(args) => token::mint(&args),
             TokenCommand::Jwks(args) => token::jwks(&args),
@@ -214,12 +274,44 @@ async fn fixture_server(
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     match config::load_file(path) {
-        Ok(cfg) => {
-            print!("{}", config::summary(&cfg));
-            Ok(())
-        }
+        Ok(cfg) => match policy::Snapshot::load(&cfg) {
+            Ok(snapshot) => {
+                print!("{}", config::summary(&cfg));
+                println!("{}", snapshot.summary());
+                Ok(())
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                std::process::exit(1);
+            }
+        },
         Err(errors) => {
             eprintln!("{errors}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn policy_test(config_path: &std::path::Path, cases: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = config::load_file(config_path).unwrap_or_else(|errors| {
+        eprintln!("{errors}");
+        std::process::exit(1);
+    });
+    let snapshot = policy::Snapshot::load(&cfg).unwrap_or_else(|errors| {
+        eprintln!("{errors}");
+        std::process::exit(1);
+    });
+    match policy::cases::run(snapshot, cases) {
+        Ok(outcomes) => {
+            print!("{}", policy::cases::table(&outcomes));
+            if outcomes.iter().all(policy::cases::Outcome::passed) {
+                Ok(())
+            } else {
+                std::process::exit(1);
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
             std::process::exit(1);
         }
     }
@@ -257,6 +349,14 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
         config.record.dir = Some(dir);
     }
     let config = Arc::new(config);
+    let policies =
+        policy::Snapshot::load(&config).map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
+    if !policies.configured {
+        tracing::warn!(
+            "no [policy] section in the configuration: every request is DENIED (fail closed); \
+             add [policy] files = [...] (examples/policies/allow-all.cedar allows everything)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("binding {}", config.listen.addr))?;
@@ -275,6 +375,9 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
         // Serving without the revocation list would forget revocations.
         anyhow::bail!("cannot load the revocation list: {error}");
     }
+    tracing::info!(policies = %policies.summary(), "policies loaded");
+    gw.policy.replace(policies);
+    tokio::spawn(policy::reload::on_sighup(gw.clone()));
     gw.auth.spawn_background(shutdown.clone());
     tokio::spawn(auth::watcher::run(gw.clone()));
     tokio::spawn(gw.clone().reap_idle());
@@ -301,9 +404,13 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            // The peer address feeds policy context (`remote_addr`).
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
         })
     };
     let admin_server = {

@@ -30,6 +30,8 @@ mod auth;
 
 #[path = "integration/aggregate.rs"]
 mod aggregate;
+#[path = "integration/authz.rs"]
+mod authz;
 #[path = "integration/observe.rs"]
 mod observe;
 #[path = "integration/record_replay.rs"]

@@ -28,6 +28,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(list_revocations).post(add_revocation),
         )
         .route("/admin/revocations/{id}", delete(lift_revocation))
+        .route("/admin/reload", axum::routing::post(reload))
         .route(
             crate::frontend::auth::JWKS_PATH,
             get(crate::frontend::auth::gateway_jwks),
@@ -61,6 +62,26 @@ fn unauthorized() -> Response {
         "admin token required\n",
     )
         .into_response()
+}
+
+/// `POST /admin/reload`: re-reads the config's policies, tenants and
+/// routes; an invalid set is refused (422) and the old one keeps running.
+async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !authorized(&gw, &headers) {
+        return unauthorized();
+    }
+    match crate::policy::reload::run(&gw) {
+        Ok(summary) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"reloaded": true, "summary": summary})),
+        )
+            .into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({"reloaded": false, "errors": errors})),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -73,13 +73,15 @@ impl Converter<'_> {
                 .max(1),
         };
         let audit = self.audit(raw.audit);
-        let tenants = self.tenants(raw.tenants);
+        let tenants = self.tenants(raw.tenants, &backends);
         let telemetry = self.telemetry(raw.telemetry);
         let mut limits = limits;
         limits.rates.tenants = tenants
             .iter()
             .filter_map(|t| Some((t.name.clone(), t.rate_limit?)))
             .collect();
+        let policy = self.policy(raw.policy, source);
+        let routes = self.routes(raw.routes, &backends);
         Config {
             source: source.to_owned(),
             listen,
@@ -92,6 +94,8 @@ impl Converter<'_> {
             audit,
             tenants,
             telemetry,
+            policy,
+            routes,
         }
     }
 

@@ -1,17 +1,14 @@
 //! `[audit]`, the rate limits of `[limits]` and `[[tenants]]` → validated
 //! settings.
 
-use std::collections::BTreeSet;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use super::check::join_index;
 use super::convert::Converter;
 use super::convert::check_url;
-use super::model::{
-    AuditConfig, AuditPath, Fsync, LimitRule, Rate, RateLimits, TelemetryConfig, TenantConfig,
-};
-use super::raw::{RawAudit, RawFsync, RawLimitRule, RawRate, RawTelemetry, RawTenant};
+use super::model::{AuditConfig, AuditPath, Fsync, LimitRule, Rate, RateLimits, TelemetryConfig};
+use super::raw::{RawAudit, RawFsync, RawLimitRule, RawRate, RawTelemetry};
 
 impl Converter<'_> {
     pub(super) fn audit(&mut self, raw: RawAudit) -> AuditConfig {
@@ -107,23 +104,5 @@ impl Converter<'_> {
             rules,
             tenants: Default::default(),
         }
-    }
-
-    pub(super) fn tenants(&mut self, raw: Vec<RawTenant>) -> Vec<TenantConfig> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for (i, tenant) in raw.into_iter().enumerate() {
-            let path = join_index("tenants", i);
-            let Some(name) = tenant.name else { continue };
-            if !seen.insert(name.clone()) {
-                self.problem(format!("{path}.name"), format!("duplicate tenant {name:?}"));
-                continue;
-            }
-            let rate_limit = tenant
-                .rate_limit
-                .and_then(|r| self.rate(&format!("{path}.rate_limit"), &r));
-            out.push(TenantConfig { name, rate_limit });
-        }
-        out
     }
 }

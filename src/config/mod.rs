@@ -24,6 +24,7 @@ pub mod model;
 pub use model::*;
 
 mod auth;
+mod authz;
 mod check;
 mod convert;
 mod convert_observe;
@@ -204,9 +205,18 @@ pub fn quickstart(self_exe: &str) -> Config {
     let exe = toml::Value::String(exe.to_owned()).to_string();
     let text = QUICKSTART_TOML.replace(QUICKSTART_EXE_PLACEHOLDER, &exe);
     #[allow(clippy::expect_used)]
-    load_str(&text, QUICKSTART_SOURCE, &|_| None)
-        .expect("the embedded quickstart is valid for any executable path (tested)")
+    let mut config = load_str(&text, QUICKSTART_SOURCE, &|_| None)
+        .expect("the embedded quickstart is valid for any executable path (tested)");
+    config.policy.configured = true;
+    config.policy.embedded = vec![(
+        "<quickstart>/allow-all.cedar".to_owned(),
+        QUICKSTART_POLICY.to_owned(),
+    )];
+    config
 }
+
+/// The quickstart's explicit allow-all policy.
+const QUICKSTART_POLICY: &str = include_str!("../../examples/policies/allow-all.cedar");
 
 /// What `mcp-gateway check` prints: listeners, backends, tenants, policies.
 #[must_use]
@@ -280,8 +290,12 @@ pub fn summary(cfg: &Config) -> String {
             ),
         };
     }
-    let _ = writeln!(out, "tenants: 0");
-    let _ = writeln!(out, "policies: 0, allow-all (no policy files)");
+    let _ = writeln!(out, "tenants: {}", cfg.tenants.len());
+    for tenant in &cfg.tenants {
+        let backends: Vec<&str> = tenant.backends.iter().map(BackendName::as_str).collect();
+        let _ = writeln!(out, "  {}: {}", tenant.name, backends.join(", "));
+    }
+    let _ = writeln!(out, "routes: {}", cfg.routes.len());
     out
 }
 

@@ -52,6 +52,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub tenants: Vec<TenantConfig>,
     pub telemetry: TelemetryConfig,
+    pub policy: PolicyConfig,
+    pub routes: Vec<RouteConfig>,
 }
 
 /// How several backends are served as one route.
@@ -97,6 +99,45 @@ pub struct TelemetryConfig {
     /// OTLP/HTTP collector base URL; `None`: tracing off.
     pub otlp_endpoint: Option<String>,
     pub service_name: String,
+}
+
+/// `[policy]`: the files are read and compiled by `policy::load`.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyConfig {
+    /// Whether the file has a `[policy]` section at all.
+    pub configured: bool,
+    /// File patterns as written (`*` allowed in the last component).
+    pub files: Vec<String>,
+    pub expose_arguments: bool,
+    /// Relative patterns start here (the config file's directory).
+    pub base_dir: std::path::PathBuf,
+    /// Policies built into the binary: (name, Cedar text). The quickstart's
+    /// allow-all lives here.
+    pub embedded: Vec<(String, String)>,
+}
+
+/// `[[tenants]]`: a tenant and the backends its principals reach. Other
+/// per-tenant settings (limits) belong here too.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub name: String,
+    pub backends: Vec<BackendName>,
+    /// A bucket shared by every principal of the tenant.
+    pub rate_limit: Option<Rate>,
+}
+
+/// `[[routes]]`: a session selector; every condition given must hold.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub claims: BTreeMap<String, String>,
+    pub client_id: Option<String>,
+    pub origin: Option<String>,
+    pub path: Option<String>,
+    /// `None`: every backend of the path.
+    pub backends: Option<Vec<BackendName>>,
+    /// `None`: `policy.files` decide.
+    pub policy_files: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,12 +330,6 @@ pub struct LimitRule {
     pub backend: Option<String>,
     pub tool: Option<String>,
     pub rate: Rate,
-}
-
-#[derive(Debug, Clone)]
-pub struct TenantConfig {
-    pub name: String,
-    pub rate_limit: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

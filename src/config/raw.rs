@@ -47,12 +47,18 @@ pub(crate) struct RawConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: RawAudit,
-    /// Tenants (only `name` and `rate_limit` are read so far).
-    #[serde(default)]
-    pub tenants: Vec<RawTenant>,
     /// Traces.
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// Authorization: the Cedar policy files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::authz::RawPolicy>,
+    /// Tenants and the backends each may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<super::authz::RawTenant>,
+    /// Session routing by claims, client id, origin and path; first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<super::authz::RawRoute>,
 }
 
 /// `[multiplex]`: how several backends are served as one.
@@ -752,19 +758,6 @@ pub(crate) struct RawLimitMatch {
     /// The tool's own name on its backend (not prefixed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
-}
-
-/// `[[tenants]]`
-#[derive(Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "Tenant")]
-pub(crate) struct RawTenant {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(required)]
-    pub name: Option<String>,
-    /// Rate limit shared by every principal of the tenant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RawRate>,
 }
 
 /// `[audit]`

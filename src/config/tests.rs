@@ -208,7 +208,7 @@ fn unknown_keys() {
     check(
         "foo = 1\n",
         &[
-            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)",
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, telemetry, tenants)",
         ],
     );
     check(
@@ -230,10 +230,8 @@ fn unknown_keys() {
         ],
     );
     check(
-        "[policy]\nfiles = []\n",
-        &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)",
-        ],
+        "[polic]\nfiles = []\n",
+        &["gw.toml:1:2: polic: unknown key (did you mean \"policy\"?)"],
     );
     check(
         "[limits.quota]\nper_second = 1\n",
@@ -648,8 +646,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, record, telemetry, tenants)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, telemetry, tenants)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, telemetry, tenants)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");
@@ -675,7 +673,7 @@ fn summary_lists_everything() {
          a: stdio `srv`, isolation session, protocol auto, timeout 30s\n  \
          h: streamable_http https://h.example/mcp, protocol auto, timeout 30s\n\
          tenants: 0\n\
-         policies: 0, allow-all (no policy files)\n"
+         routes: 0\n"
     );
     let cfg = quickstart("/opt/my gw/mcp-gateway");
     assert!(
@@ -924,4 +922,30 @@ fn examples_load() {
         }
     }
     assert!(seen > 0, "no example in {}", dir.display());
+}
+
+#[test]
+fn tenants_and_routes() {
+    check(
+        &format!(
+            "{STDIO}[[tenants]]\nname = \"acme\"\nbackends = [\"a\"]\n[[routes]]\nclaims = {{ agent_type = \"ro\" }}\nbackends = [\"a\"]\n"
+        ),
+        &[],
+    );
+    check(
+        &format!(
+            "{STDIO}[[tenants]]\nname = \"acme\"\nbackends = [\"a\", \"nope\"]\n[[tenants]]\nname = \"acme\"\n\
+             [[routes]]\nclaims = {{ color = \"red\" }}\npolicy_files = []\n"
+        ),
+        &[
+            "gw.toml:7:18: tenants[0].backends[1]: unknown backend \"nope\"",
+            "gw.toml:9:8: tenants[1].name: duplicate tenant \"acme\" (first named by tenants[0])",
+            "gw.toml:11:20: routes[0].claims.color: unknown claim \"color\" (expected one of: sub, tenant, client_id, agent_type, auth, scope)",
+            "gw.toml:12:16: routes[0].policy_files: must name at least one file (omit it to use policy.files)",
+        ],
+    );
+    let cfg = load(&format!("{STDIO}[policy]\nfiles = [\"p/*.cedar\"]\n"));
+    assert!(cfg.policy.configured);
+    assert_eq!(cfg.policy.files, vec!["p/*.cedar"]);
+    assert!(!load(STDIO).policy.configured);
 }

@@ -357,6 +357,7 @@ impl Conn {
                         }
                         SessionError::Backend(e) => backend_error_response(id, &e),
                         SessionError::NotFound => Reject::UnknownSession.to_envelope(id),
+                        SessionError::Forbidden(decision) => decision.forbidden(id),
                     };
                     conn.push_env(&error);
                 }

@@ -177,7 +177,23 @@ pub fn router(gw: Arc<Gateway>, local: SocketAddr) -> Router {
             gw.clone(),
             auth::require,
         ))
+        .layer(axum::middleware::from_fn(remember_peer))
         .merge(auth::routes(gw))
+}
+
+tokio::task_local! {
+    /// The TCP peer of the request being handled, for policy context.
+    static PEER: Option<SocketAddr>;
+}
+
+/// Keeps the connection's peer address (`ConnectInfo`, when the server
+/// was started with it) for the handler of the same request.
+async fn remember_peer(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    PEER.scope(peer, next.run(request)).await
 }
 
 /// The caller behind an HTTP request or WebSocket upgrade.
@@ -238,6 +254,34 @@ fn is_loopback_authority(authority: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The principal's view of a path's route (tenant, `[[routes]]`); `None`
+/// when the path names a backend the principal may not reach: answer 404,
+/// as for a backend that does not exist.
+fn scope_route(
+    gw: &Gateway,
+    principal: &Principal,
+    route: crate::router::Route,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Option<crate::router::Route> {
+    let path = if route.key.is_empty() {
+        format!("/{endpoint}")
+    } else {
+        format!("/servers/{}/{endpoint}", route.key)
+    };
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let mut route = gw.policy.scope_route(
+        principal,
+        route,
+        crate::policy::routes::RequestFacts {
+            origin,
+            path: &path,
+        },
+    )?;
+    route.remote_addr = PEER.try_with(|p| *p).ok().flatten().map(|p| p.to_string());
+    Some(route)
 }
 
 #[cfg(test)]

@@ -111,6 +111,9 @@ async fn open(s: AppState, route: Route, headers: HeaderMap) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
+    let Some(route) = super::scope_route(&s.gw, &principal, route, &headers, "sse") else {
+        return unknown_backend();
+    };
     // EventSource sends `Accept: text/event-stream`; clients that send no
     // Accept at all are served too.
     if let Some(accept) = header_str(&headers, header::ACCEPT) {
@@ -253,6 +256,9 @@ mod tests {
             key: key.into(),
             backends: Vec::new(),
             prefixed: false,
+            selected_by: None,
+            origin: None,
+            remote_addr: None,
         };
         assert_eq!(
             endpoint_uri(&route(""), "ab12"),

@@ -135,6 +135,9 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
+    let Some(route) = super::scope_route(&s.gw, &principal, route, &headers, "mcp") else {
+        return (StatusCode::NOT_FOUND, "unknown backend").into_response();
+    };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => {
@@ -225,6 +228,9 @@ async fn initialize(s: AppState, principal: Principal, route: Route, env: Envelo
             json_response(StatusCode::OK, &backend_error_response(env.id, &e))
         }
         Err(SessionError::NotFound) => Reject::UnknownSession.into_response_with_id(env.id),
+        Err(SessionError::Forbidden(decision)) => {
+            json_response(StatusCode::OK, &decision.forbidden(env.id))
+        }
     }
 }
 

@@ -83,6 +83,9 @@ async fn upgrade(s: AppState, route: Route, headers: HeaderMap, ws: Upgrade) -> 
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
+    let Some(route) = super::scope_route(&s.gw, &principal, route, &headers, "ws") else {
+        return (StatusCode::NOT_FOUND, "unknown backend").into_response();
+    };
     // Not an upgrade request (a plain GET: 426), or a malformed one.
     let ws = match ws {
         Ok(ws) => ws,

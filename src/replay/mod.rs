@@ -240,7 +240,12 @@ async fn replay_in(
         queue_messages: 1 << 16,
     };
     let shutdown = stop.child_token();
-    let gw = Gateway::new(Arc::new(cfg), shutdown.clone());
+    let cfg = Arc::new(cfg);
+    // The policies in force are the config's, as `serve` loads them.
+    let policies = crate::policy::Snapshot::load(&cfg)
+        .map_err(|e| ReplayError::Failed(format!("invalid policies:\n{e}")))?;
+    let gw = Gateway::new(cfg, shutdown.clone());
+    gw.policy.replace(policies);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(|e| ReplayError::Failed(format!("cannot listen: {e}")))?;

@@ -23,6 +23,11 @@ pub struct Route {
     pub backends: Vec<Arc<Backend>>,
     /// Whether tool and prompt names carry the backend prefix.
     pub prefixed: bool,
+    /// The `[[routes]]` entry that selected this route (its policies decide).
+    pub selected_by: Option<String>,
+    /// The request's `Origin` and the client's address, for policy context.
+    pub origin: Option<String>,
+    pub remote_addr: Option<String>,
 }
 
 impl std::fmt::Debug for Route {
@@ -57,6 +62,9 @@ impl Router {
             key: String::new(),
             backends: self.backends.clone(),
             prefixed: self.backends.len() > 1,
+            selected_by: None,
+            origin: None,
+            remote_addr: None,
         }
     }
 
@@ -67,6 +75,9 @@ impl Router {
             key: name.to_owned(),
             backends: vec![backend.clone()],
             prefixed: false,
+            selected_by: None,
+            origin: None,
+            remote_addr: None,
         })
     }
 }

@@ -21,7 +21,6 @@ use crate::limits::{Refused, retry_after_ms};
 use crate::mcp::envelope::{error_object, to_raw};
 use crate::mcp::meta::{edit_params, result_type};
 use crate::mcp::{self, Call, Envelope, Era, JsonRpcId, Method, ResponsePayload, Target};
-use crate::policy;
 use crate::router::Route;
 
 /// Messages for the client on the stream of the request being handled.
@@ -56,6 +55,8 @@ pub struct Session {
     last_seen: Mutex<Instant>,
     closed: CancellationToken,
     pub(super) catalog: lists::Catalog,
+    /// Tool annotations seen in `tools/list`, for policy.
+    pub(super) tool_facts: Mutex<super::authz::ToolCatalog>,
     queue: usize,
     /// `logging/setLevel` of a handshake-era client, sent on in `_meta` to
     /// stateless servers.
@@ -126,6 +127,7 @@ impl Session {
             last_seen: Mutex::new(Instant::now()),
             closed: CancellationToken::new(),
             catalog: lists::Catalog::default(),
+            tool_facts: Mutex::new(Default::default()),
             queue: limits.max_queued_messages,
             log_level: Mutex::new(None),
             server_request_ids: Mutex::new(HashMap::new()),
@@ -430,12 +432,8 @@ impl Session {
                 Some(serde_json::json!({"reason": "credentials expired or revoked"})),
             );
         }
-        let ctx = policy::Context {
-            transport: self.transport,
-            protocol_version: Some(self.client.protocol_version.clone()),
-            ..Default::default()
-        };
-        let decision = gw.policy.decide(&self.principal, &call, &ctx);
+        // Resolve the target (backend, own name, annotations), then decide.
+        let decision = super::authz::decide(self, &gw, &call, &env, &out).await;
         if let Some(tape) = &self.tape {
             tape.client(crate::record::Dir::ClientToGateway, &env, Some(&decision));
         }
@@ -450,8 +448,8 @@ impl Session {
             backend: None,
             decision: decision.clone(),
             arguments: crate::audit::arguments_of(env.params.as_deref()),
-            origin: None,
-            remote_addr: None,
+            origin: self.route.origin.clone(),
+            remote_addr: self.route.remote_addr.clone(),
         };
         // One span per decided message; the backend continues it.
         let span = gw
@@ -517,6 +515,7 @@ impl Session {
         let _permit = self.permits.clone().acquire_owned().await;
         let ((response, backend), in_backend) =
             crate::telemetry::time_backend(self.route_request(&call, env, &out)).await;
+        let response = super::authz::filter_list(self, &gw, &call, response);
         gw.metrics.observe_split(
             &method,
             backend.as_deref().unwrap_or(""),
@@ -1145,11 +1144,7 @@ impl Session {
                 };
                 let started = Instant::now();
                 let call = mcp::classify(&method, env.params.as_deref());
-                let ctx = policy::Context {
-                    transport: self.transport,
-                    protocol_version: Some(self.client.protocol_version.clone()),
-                    ..Default::default()
-                };
+                let ctx = super::authz::base_context(self);
                 let decision = gw.policy.decide(&self.principal, &call, &ctx);
                 let allow = decision.allow;
                 let audit = AuditOnce::new(
@@ -1164,8 +1159,8 @@ impl Session {
                         backend: None,
                         decision,
                         arguments: None,
-                        origin: None,
-                        remote_addr: None,
+                        origin: self.route.origin.clone(),
+                        remote_addr: self.route.remote_addr.clone(),
                     },
                     started,
                 );
@@ -1182,7 +1177,7 @@ impl Session {
                         .get(index)
                         .and_then(|u| u.conn.try_lock().ok().map(|c| c.is_some()))
                         .unwrap_or(false);
-                    if !connected {
+                    if !connected || !super::authz::notification_allowed(self, &env, index) {
                         continue;
                     }
                     if let Some(tape) = &self.tape {

@@ -264,6 +264,14 @@ pub(super) fn from_backend(session: &Session, index: usize, msg: ClientBound) ->
     }
 }
 
+/// The backend a resource URI (or a template's fixed prefix) belongs to.
+pub(super) fn resource_backend(session: &Session, uri: &str) -> Option<usize> {
+    if session.upstream_count() == 1 {
+        return Some(0);
+    }
+    lookup_uri(session, uri).map(|r| r.index)
+}
+
 pub(super) fn lookup_uri(session: &Session, uri: &str) -> Option<Resolved> {
     let mut lists = session.catalog.lists.lock().ok()?;
     if let Some((index, own)) = lists.uris.get(uri) {

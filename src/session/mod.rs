@@ -8,6 +8,7 @@
 //! gateway keeps for stateless (2026-07-28) clients of one principal on one
 //! route. It owns one upstream per backend of its route.
 
+mod authz;
 mod client;
 mod listen;
 mod lists;
@@ -71,6 +72,9 @@ pub enum SessionError {
     TooMany { limit: usize },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// `connect` was denied by policy (-32003).
+    #[error("forbidden by policy: {}", .0.reason)]
+    Forbidden(crate::policy::Decision),
 }
 
 impl Gateway {
@@ -100,7 +104,9 @@ impl Gateway {
             .collect();
         Arc::new(Gateway {
             auth: Authenticator::new(&config.auth),
-            policy: PolicyEngine::allow_all(),
+            // Deny-all until the configured policies are swapped in
+            // (`main`, `replay`).
+            policy: PolicyEngine::new(crate::policy::Snapshot::default()),
             limits: Limiter::new(&config.limits.rates),
             audit,
             metrics: Arc::new(Metrics::default()),
@@ -150,6 +156,17 @@ impl Gateway {
         } else {
             mcp::LATEST_HANDSHAKE.to_owned()
         };
+        let decision = authz::connect(
+            self,
+            &principal,
+            &route,
+            transport,
+            &version,
+            params.get("clientInfo"),
+        );
+        if !decision.allow {
+            return Err(SessionError::Forbidden(decision));
+        }
         let client = ClientFacts {
             era: Era::Handshake,
             protocol_version: version.clone(),
@@ -267,7 +284,13 @@ impl Gateway {
             .and_then(|c| serde_json::from_str::<Value>(c.get()).ok())
             .map(|c| c.to_string())
             .unwrap_or_default();
-        let key = format!("{}#{}#{capabilities}", principal.binding_key(), route.key);
+        // Sessions of different `[[routes]]` never share a context.
+        let key = format!(
+            "{}#{}#{}#{capabilities}",
+            principal.binding_key(),
+            route.key,
+            route.selected_by.as_deref().unwrap_or("")
+        );
         let mut contexts = self.stateless.lock().await;
         if let Some(session) = contexts.get(&key).filter(|s| !s.is_closed()) {
             session.principal.renew_from(principal);
@@ -310,6 +333,21 @@ impl Gateway {
         request: &Envelope,
     ) -> Envelope {
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
+        let meta = mcp::meta::params_object(request.params.as_deref())
+            .get("_meta")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let decision = authz::connect(
+            self,
+            principal,
+            route,
+            "streamable_http",
+            mcp::V2026,
+            meta.get(mcp::META_CLIENT_INFO),
+        );
+        if !decision.allow {
+            return decision.forbidden(Some(id));
+        }
         let context = self
             .stateless_context(principal, route, request.params.as_deref())
             .await;

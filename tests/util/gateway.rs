@@ -64,7 +64,17 @@ impl GatewayBuilder {
         for (relative, contents) in &self.files {
             dir.write(relative, &contents.replace("{{dir}}", &dir_str));
         }
-        let config_path = dir.write("gateway.toml", &self.config.replace("{{dir}}", &dir_str));
+        let mut config = self.config.replace("{{dir}}", &dir_str);
+        // A gateway without policies denies everything (fail closed); tests
+        // about something else get the explicit allow-all.
+        if !config.contains("[policy]") {
+            dir.write(
+                "allow-all.cedar",
+                "@id(\"allow-all\")\npermit(principal, action, resource);\n",
+            );
+            config.push_str("\n[policy]\nfiles = [\"allow-all.cedar\"]\n");
+        }
+        let config_path = dir.write("gateway.toml", &config);
 
         let mut cmd = Command::new(gateway_bin());
         cmd.arg("serve")
