@@ -134,6 +134,11 @@ fn tool_names(rpc: &Value) -> Vec<String> {
     names(&rpc["result"]["tools"])
 }
 
+/// Every page of the session's tools (a merged list is one page per backend).
+async fn all_tool_names(s: &mut McpSession) -> Vec<String> {
+    names(&Value::Array(s.list_all("tools/list", "tools").await))
+}
+
 async fn session(url: &str, token: &str, extra: &[(&str, &str)]) -> McpSession {
     let auth = bearer(token);
     let mut headers = vec![("authorization", auth.as_str())];
@@ -253,11 +258,11 @@ async fn authz_tenant_isolation_names_uris_paths_and_sessions() {
     let bob = token("bob", "globex", scopes, &[]);
 
     let mut a = session(&gw.url(), &alice, &[]).await;
-    let a_tools = tool_names(&a.request("tools/list", json!({})).await);
+    let a_tools = all_tool_names(&mut a).await;
     assert!(a_tools.contains(&"vault__echo".to_owned()), "{a_tools:?}");
 
     let mut b = session(&gw.url(), &bob, &[]).await;
-    let b_tools = tool_names(&b.request("tools/list", json!({})).await);
+    let b_tools = all_tool_names(&mut b).await;
     assert!(!b_tools.is_empty(), "bob sees his tenant's tools");
     assert!(
         b_tools.iter().all(|t| t.starts_with("demo__")),
@@ -336,7 +341,7 @@ async fn authz_routes_select_backends_and_policies_by_claim_and_origin() {
         &["--claim", "agent_type=readonly"],
     );
     let mut s = session(&gw.url(), &agent, &[]).await;
-    let tools = tool_names(&s.request("tools/list", json!({})).await);
+    let tools = all_tool_names(&mut s).await;
     assert!(tools.contains(&"demo__echo".to_owned()), "{tools:?}");
     for hidden in ["demo__delete_item", "demo__bump_counter", "vault__echo"] {
         assert!(!tools.contains(&hidden.to_owned()), "{hidden}: {tools:?}");
@@ -358,10 +363,12 @@ async fn authz_routes_select_backends_and_policies_by_claim_and_origin() {
     let admin = token("root", "acme", "tools:call tools:destructive", &[]);
     let mut s = session(&gw.url(), &admin, &[]).await;
     assert!(
-        tool_names(&s.request("tools/list", json!({})).await).contains(&"vault__echo".to_owned())
+        all_tool_names(&mut s)
+            .await
+            .contains(&"vault__echo".to_owned())
     );
     let mut s = session(&gw.url(), &admin, &[("origin", "http://localhost:7777")]).await;
-    let tools = tool_names(&s.request("tools/list", json!({})).await);
+    let tools = all_tool_names(&mut s).await;
     assert!(
         !tools.is_empty() && tools.iter().all(|t| t.starts_with("demo__")),
         "{tools:?}"
@@ -619,11 +626,21 @@ async fn authz_reload_under_load_every_call_gets_the_set_in_force() {
         .status()
         .expect("kill -HUP");
     assert!(status.success());
-    gw.wait_for_log(Duration::from_secs(10), |l| {
-        l.to_string().contains("policies reloaded")
-    });
-    let rpc = s.request("tools/call", call.clone()).await;
+    // Earlier reloads logged the same line, so wait for the effect itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rpc = loop {
+        let rpc = s.request("tools/call", call.clone()).await;
+        if rpc["error"]["code"] == -32003 || Instant::now() > deadline {
+            break rpc;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(rpc["error"]["code"], -32003, "{rpc}");
+    assert_eq!(
+        rpc["error"]["data"]["policies"],
+        json!(["no-calls"]),
+        "{rpc}"
+    );
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (allowed, denied) = background.await.expect("background client");

@@ -685,7 +685,9 @@ const PRINCIPALS: &[(&str, &str, &str, &str)] = &[
 async fn rate_limits_per_tenant_agent_and_tool_with_exact_retry_after() {
     // Tenant: acme's principals share one bucket.
     let gw = Gateway::start(&format!(
-        "{}{}[[tenants]]\nname = \"acme\"\nrate_limit = {{ per_second = 1, burst = 2 }}\n{}",
+        "{}{}[[tenants]]\nname = \"acme\"\nbackends = [\"demo\"]\n\
+         rate_limit = {{ per_second = 1, burst = 2 }}\n\
+         [[tenants]]\nname = \"other\"\nbackends = [\"demo\"]\n{}",
         listen(),
         api_keys(PRINCIPALS),
         demo_backend("demo")
