@@ -72,6 +72,7 @@ impl Converter<'_> {
                 .count("record.queue_messages", raw.record.queue_messages)
                 .max(1),
         };
+        let state = self.state(raw.state);
         Config {
             source: source.to_owned(),
             listen,
@@ -81,6 +82,7 @@ impl Converter<'_> {
             backends,
             multiplex,
             record,
+            state,
         }
     }
 

@@ -27,6 +27,7 @@ mod auth;
 mod check;
 mod convert;
 mod raw;
+mod state;
 #[cfg(test)]
 mod tests;
 

@@ -208,7 +208,7 @@ fn unknown_keys() {
     check(
         "foo = 1\n",
         &[
-            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)",
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record, state)",
         ],
     );
     check(
@@ -232,7 +232,7 @@ fn unknown_keys() {
     check(
         "[policy]\nfiles = []\n",
         &[
-            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)",
+            "gw.toml:1:2: policy: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record, state)",
         ],
     );
     check(
@@ -648,8 +648,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record, state)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, auth, backends, limits, listen, multiplex, record, state)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");
@@ -924,4 +924,35 @@ fn examples_load() {
         }
     }
     assert!(seen > 0, "no example in {}", dir.display());
+}
+
+#[test]
+fn state_section() {
+    let config = load(STDIO);
+    assert!(config.state.redis_url.is_none());
+    assert_eq!(config.state.key_prefix, "mcp-gateway:");
+    assert_eq!(config.state.on_unavailable, OnUnavailable::Deny);
+    let config = load(&format!(
+        "[state]\nredis_url = \"redis://127.0.0.1:6380/2\"\nkey_prefix = \"gw-a:\"\non_unavailable = \"local\"\n{STDIO}"
+    ));
+    assert_eq!(
+        config.state.redis_url.as_ref().map(Secret::expose),
+        Some("redis://127.0.0.1:6380/2")
+    );
+    assert_eq!(config.state.key_prefix, "gw-a:");
+    assert_eq!(config.state.on_unavailable, OnUnavailable::Local);
+    check(
+        "[state]\nredis_url = \"http://x\"\nsession_key_env = \"GW_ADMIN_TOKEN\"\non_unavailable = \"allow\"\n",
+        &[
+            "gw.toml:2:13: state.redis_url: not a Redis URL (redis://host:port or rediss://…): Redis URL did not parse - InvalidClientConfig",
+            "gw.toml:3:19: state.session_key_env: the session key must be at least 32 characters",
+            "gw.toml:4:18: state.on_unavailable: expected one of \"deny\", \"local\", found \"allow\"",
+        ],
+    );
+    check(
+        "[state]\nredis_url = \"redis://a\"\nredis_url_env = \"GW_NOPE\"\n",
+        &[
+            "gw.toml:3:17: state.redis_url_env: give state.redis_url or state.redis_url_env, not both",
+        ],
+    );
 }
