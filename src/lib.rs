@@ -20,4 +20,5 @@ pub mod record;
 pub mod replay;
 pub mod router;
 pub mod session;
+pub mod state;
 pub mod telemetry;

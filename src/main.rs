@@ -267,6 +267,7 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
         // Serving without the revocation list would forget revocations.
         anyhow::bail!("cannot load the revocation list: {error}");
     }
+    mcp_gateway::state::start(&gw).context("[state]")?;
     gw.auth.spawn_background(shutdown.clone());
     tokio::spawn(auth::watcher::run(gw.clone()));
     tokio::spawn(gw.clone().reap_idle());

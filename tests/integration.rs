@@ -32,3 +32,5 @@ mod auth;
 mod aggregate;
 #[path = "integration/record_replay.rs"]
 mod record_replay;
+#[path = "integration/scale_out.rs"]
+mod scale_out;

@@ -48,6 +48,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Writes sessions as fixtures when `[record] dir` is set.
     pub recorder: Option<Arc<crate::record::Recorder>>,
+    /// Shared state for several replicas (`[state] redis_url`).
+    pub state: Option<Arc<crate::state::StateStore>>,
     /// Cancelled when the gateway shuts down: backends close, children die.
     pub shutdown: CancellationToken,
     /// Cancelled when shutdown begins: GET streams and keep-alives end while
@@ -94,6 +96,7 @@ impl Gateway {
             audit: AuditSink::disabled(),
             metrics: Arc::new(Metrics::default()),
             recorder: crate::record::Recorder::start(&config),
+            state: crate::state::StateStore::from_config(&config.state),
             router: Router::new(backends),
             config,
             closing: shutdown.child_token(),

@@ -1,0 +1,262 @@
+//! Several gateway replicas sharing state through a real `redis-server` on
+//! a random loopback port (issue 10): a revocation made on one replica ends
+//! a stream held on another within a second; with Redis gone the replicas
+//! fail closed (or serve locally when told to) and recover without a
+//! restart when it returns.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::util::auth::{EchoHeaders, Keys, mint, revoke, toml_path};
+use crate::util::http::{self, McpSession, modern_request};
+use crate::util::redis::RedisServer;
+use crate::util::{Gateway, TestDir};
+
+const ISS: &str = "https://idp.test";
+const AUD: &str = "https://gw.test/mcp";
+const ADMIN_TOKEN: &str = "admin-token-for-scale-out";
+/// Bound of every wait for a replica to see Redis come or go.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// A replica: JWT auth with the test keys, the echo backend, `[state]`
+/// pointing at `redis_url` with `state_extra`.
+fn replica(redis_url: &str, echo: &EchoHeaders, state_extra: &str) -> Gateway {
+    let keys = Keys::get();
+    Gateway::builder(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [admin]\ntoken_env = \"GW_ADMIN_TOKEN\"\n\
+         [auth]\nmode = \"jwt\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = {jwks}\n\
+         [state]\nredis_url = \"{redis_url}\"\n{state_extra}\n{backend}",
+        jwks = toml_path(&keys.path("jwks.json")),
+        backend = echo.backend_toml("echo", ""),
+    ))
+    .env("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    .start()
+}
+
+fn token(sub: &str) -> String {
+    let key = Keys::get().path("rsa.pem").display().to_string();
+    mint(&[
+        "--key", &key, "--kid", "rsa-1", "--iss", ISS, "--aud", AUD, "--sub", sub,
+    ])
+}
+
+/// A unique key prefix, so tests sharing nothing never see each other.
+fn prefix(name: &str) -> String {
+    let dir = TestDir::new(name);
+    let unique = dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    format!("key_prefix = \"{}:\"", unique.unwrap_or_default())
+}
+
+/// A stateless tools/call of the echo backend with `token`.
+async fn call(gw: &Gateway, token: &str) -> http::RawResponse {
+    let auth = format!("Bearer {token}");
+    modern_request(
+        &gw.url(),
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "hi"}}),
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+async fn readyz(gw: &Gateway) -> u16 {
+    http::get(&format!("{}/readyz", gw.admin_url()), &[])
+        .await
+        .status
+}
+
+/// Waits (bounded) until `/readyz` answers `status`.
+async fn wait_ready(gw: &Gateway, status: u16) {
+    let deadline = Instant::now() + SETTLE;
+    while readyz(gw).await != status {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered {status} within {SETTLE:?}\n{}",
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    let resp = http::get(
+        &format!("{}/metrics", gw.admin_url()),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    )
+    .await;
+    resp.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_on_one_replica_ends_a_stream_on_another_within_a_second() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = prefix("revocations");
+    let replicas: Vec<Gateway> = (0..3)
+        .map(|_| replica(&redis.url(), &echo, &shared))
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    let (first, second, third) = (&replicas[0], &replicas[1], &replicas[2]);
+
+    let carol = token("carol");
+    let auth = format!("Bearer {carol}");
+    let session =
+        McpSession::initialize(&third.url(), "2025-11-25", &[("authorization", &auth)]).await;
+    let mut stream = session.get_stream(None).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(call(second, &carol).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let entry = revoke(
+        &first.admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "carol"}),
+    )
+    .await;
+    let revoked_at = Instant::now();
+    loop {
+        match stream.try_next_event(Duration::from_millis(1500)).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(()) => panic!(
+                "the stream on replica 3 is still open 1.5 s after the revocation on replica 1\n{}",
+                third.stderr()
+            ),
+        }
+    }
+    let closed_after = revoked_at.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(1),
+        "the stream on replica 3 closed {closed_after:?} after the revocation"
+    );
+    let refused = call(second, &carol).await;
+    assert_eq!(
+        refused.status, 401,
+        "replica 2 after the revocation: {refused:?}"
+    );
+    // Every replica lists it, under the id replica 1 gave it.
+    for gw in &replicas {
+        let listed = http::get(
+            &format!("{}/admin/revocations", gw.admin_url()),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        )
+        .await;
+        assert_eq!(
+            listed.json()["revocations"][0]["id"],
+            entry["id"],
+            "{listed:?}"
+        );
+    }
+    // A replica started later loads the shared list at once.
+    let late = replica(&redis.url(), &echo, &shared);
+    wait_ready(&late, 200).await;
+    assert_eq!(call(&late, &carol).await.status, 401);
+
+    // Lifted on replica 2: every replica accepts carol again.
+    let lift = http::delete(
+        &format!(
+            "{}/admin/revocations/{}",
+            second.admin_url(),
+            entry["id"].as_str().unwrap_or("")
+        ),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    )
+    .await;
+    assert_eq!(lift.status, 204, "{lift:?}");
+    for gw in [first, third, &late] {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let resp = call(gw, &carol).await;
+            if resp.status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still refused 1 s after the lift: {resp:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_recovers_without_restart() {
+    let mut redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = prefix("failclosed");
+    let deny = replica(&redis.url(), &echo, &shared);
+    let local = replica(
+        &redis.url(),
+        &echo,
+        &format!("{shared}\non_unavailable = \"local\""),
+    );
+    wait_ready(&deny, 200).await;
+    wait_ready(&local, 200).await;
+    let dave = token("dave");
+    assert_eq!(call(&deny, &dave).await.status, 200);
+    assert!(
+        metrics(&deny)
+            .await
+            .contains("mcp_gateway_state_store_up 1")
+    );
+
+    redis.kill();
+    wait_ready(&deny, 503).await;
+    let body = http::get(&format!("{}/readyz", deny.admin_url()), &[]).await;
+    assert!(body.body.contains("state store unavailable"), "{body:?}");
+    // Fail closed: the credential cannot be checked against the shared list.
+    let refused = call(&deny, &dave).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    let error = &refused.json()["error"];
+    assert_eq!(
+        error["data"]["reason"], "state store unavailable",
+        "{refused:?}"
+    );
+    let admin = http::post_json(
+        &format!("{}/admin/revocations", deny.admin_url()),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        &json!({"sub": "mallory"}),
+    )
+    .await;
+    assert_eq!(admin.status, 503, "{admin:?}");
+    let text = metrics(&deny).await;
+    assert!(text.contains("mcp_gateway_state_store_up 0"), "{text}");
+    assert!(
+        deny.stderr().contains("state store unavailable"),
+        "no log line says Redis is down\n{}",
+        deny.stderr()
+    );
+    // "local": still serving from its last view, and still ready.
+    assert_eq!(call(&local, &dave).await.status, 200);
+    assert_eq!(readyz(&local).await, 200);
+
+    redis.restart();
+    wait_ready(&deny, 200).await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let resp = call(&deny, &dave).await;
+        if resp.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recovered: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Shared again: a revocation on one reaches the other.
+    revoke(&deny.admin_url(), Some(ADMIN_TOKEN), json!({"sub": "dave"})).await;
+    let deadline = Instant::now() + SETTLE;
+    while call(&local, &dave).await.status != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never reached the other replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
