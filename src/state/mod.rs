@@ -30,6 +30,8 @@ use crate::auth::revocation::{Revocation, StoreError};
 use crate::config::{OnUnavailable, StateConfig};
 use crate::session::Gateway;
 
+pub mod seal;
+
 /// A Redis command (or connection attempt) taking longer counts as down.
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the subscription connection is pinged.

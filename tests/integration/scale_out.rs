@@ -2,7 +2,8 @@
 //! a random loopback port (issue 10): a revocation made on one replica ends
 //! a stream held on another within a second; with Redis gone the replicas
 //! fail closed (or serve locally when told to) and recover without a
-//! restart when it returns.
+//! restart when it returns; a sealed session id replayed by another user
+//! is unknown on every replica.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ use crate::util::{Gateway, TestDir};
 const ISS: &str = "https://idp.test";
 const AUD: &str = "https://gw.test/mcp";
 const ADMIN_TOKEN: &str = "admin-token-for-scale-out";
+/// The replicas' shared session-sealing key (`session_key_env`).
+const SESSION_KEY: &str = "scale-out-session-key-0123456789abcdef";
 /// Bound of every wait for a replica to see Redis come or go.
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -32,6 +35,7 @@ fn replica(redis_url: &str, echo: &EchoHeaders, state_extra: &str) -> Gateway {
         backend = echo.backend_toml("echo", ""),
     ))
     .env("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    .env("GW_SESSION_KEY", SESSION_KEY)
     .start()
 }
 
@@ -259,4 +263,54 @@ async fn redis_down_fails_closed_and_recovers_without_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_session_id_replayed_by_another_user_is_unknown_on_every_replica() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = format!("{}\nsession_key_env = \"GW_SESSION_KEY\"", prefix("sealed"));
+    let first = replica(&redis.url(), &echo, &shared);
+    let second = replica(&redis.url(), &echo, &shared);
+    wait_ready(&first, 200).await;
+    wait_ready(&second, 200).await;
+
+    let alice = format!("Bearer {}", token("alice"));
+    let session =
+        McpSession::initialize(&first.url(), "2025-11-25", &[("authorization", &alice)]).await;
+    let id = session.session_id.clone().unwrap_or_default();
+    assert!(id.starts_with("s1"), "not a sealed id: {id:?}");
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_eq!(session.post(&ping).await.status, 200);
+
+    let bob = format!("Bearer {}", token("bob"));
+    let as_bob = [
+        ("authorization", bob.as_str()),
+        ("mcp-session-id", id.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    for (name, gw) in [("replica 1", &first), ("replica 2", &second)] {
+        let resp = http::post_json(&gw.url(), &as_bob, &ping).await;
+        assert_eq!(
+            resp.status, 404,
+            "bob with alice's session id on {name}: {resp:?}"
+        );
+    }
+    // A forged id (one character changed) is unknown to alice too.
+    let mut forged: Vec<char> = id.chars().collect();
+    let at = forged.len() - 3;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    let as_alice = [
+        ("authorization", alice.as_str()),
+        ("mcp-session-id", forged.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let resp = http::post_json(&first.url(), &as_alice, &ping).await;
+    assert_eq!(resp.status, 404, "a forged session id: {resp:?}");
+    assert_eq!(
+        session.post(&ping).await.status,
+        200,
+        "alice keeps her session"
+    );
 }
