@@ -941,6 +941,11 @@ fn state_section() {
     );
     assert_eq!(config.state.key_prefix, "gw-a:");
     assert_eq!(config.state.on_unavailable, OnUnavailable::Local);
+    // TLS and a password through the URL.
+    let config = load(&format!(
+        "[state]\nredis_url = \"rediss://:pw@redis.example:6380\"\n{STDIO}"
+    ));
+    assert!(config.state.redis_url.is_some());
     check(
         "[state]\nredis_url = \"http://x\"\nsession_key_env = \"GW_ADMIN_TOKEN\"\non_unavailable = \"allow\"\n",
         &[
