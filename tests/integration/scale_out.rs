@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::util::auth::{EchoHeaders, Keys, mint, revoke, toml_path};
 use crate::util::http::{self, McpSession, modern_request};
+use crate::util::process::{ChildGuard, free_port};
 use crate::util::redis::RedisServer;
 use crate::util::{Gateway, TestDir};
 
@@ -313,4 +314,89 @@ async fn a_sealed_session_id_replayed_by_another_user_is_unknown_on_every_replic
         200,
         "alice keeps her session"
     );
+}
+
+/// `examples/haproxy.cfg` (the README's example) in front of `replicas`.
+fn haproxy(replicas: &[Gateway]) -> (ChildGuard, String) {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy.cfg");
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = std::process::Command::new("haproxy");
+        cmd.args(["-f", config, "-db"])
+            .env("LB_ADDR", format!("127.0.0.1:{port}"));
+        for (i, gw) in replicas.iter().enumerate() {
+            cmd.env(format!("GW{}_ADDR", i + 1), gw.addr().to_string())
+                .env(
+                    format!("GW{}_ADMIN_PORT", i + 1),
+                    gw.admin_addr().port().to_string(),
+                );
+        }
+        let mut process = ChildGuard::spawn("haproxy", cmd);
+        if process.port_ready(port, Duration::from_secs(10)) {
+            return (process, format!("http://127.0.0.1:{port}/mcp"));
+        }
+    }
+    panic!("haproxy did not start");
+}
+
+/// Requests this replica relayed (`mcp_gateway_requests_total`, all labels).
+async fn relayed(gw: &Gateway) -> u64 {
+    metrics(gw)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("mcp_gateway_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn call_at(url: &str, token: &str) -> http::RawResponse {
+    let auth = format!("Bearer {token}");
+    modern_request(
+        url,
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "hi"}}),
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_requests_spread_over_replicas_and_a_revocation_holds_on_all() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = prefix("haproxy");
+    let replicas: Vec<Gateway> = (0..3)
+        .map(|_| replica(&redis.url(), &echo, &shared))
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    let (_lb, url) = haproxy(&replicas);
+
+    // Stateless (2026-07-28) requests need no session, so round-robin
+    // without stickiness is fine: each replica gets some.
+    let erin = token("erin");
+    for i in 0..9 {
+        let resp = call_at(&url, &erin).await;
+        assert_eq!(resp.status, 200, "request {i} through haproxy: {resp:?}");
+    }
+    for (i, gw) in replicas.iter().enumerate() {
+        assert!(relayed(gw).await > 0, "replica {} got no request", i + 1);
+    }
+
+    revoke(
+        &replicas[0].admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "erin"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..9 {
+        let resp = call_at(&url, &erin).await;
+        assert_eq!(
+            resp.status, 401,
+            "request {i} after the revocation: {resp:?}"
+        );
+    }
 }
