@@ -19,8 +19,8 @@
 //! view with a warning. Recovery needs no restart: the monitor reconnects.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -62,6 +62,10 @@ pub struct StateStore {
     up: AtomicBool,
     /// Times Redis was found unreachable (a counter for `/metrics`).
     n_unavailable: AtomicU64,
+    /// Revocations made while Redis was down (`on_unavailable = "local"`),
+    /// written to Redis before the next resync so it does not forget them.
+    /// Never held across an await.
+    pending: Mutex<Vec<Revocation>>,
 }
 
 impl StateStore {
@@ -91,6 +95,7 @@ impl StateStore {
             setup_error,
             up: AtomicBool::new(false),
             n_unavailable: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
         }))
     }
 
@@ -222,8 +227,23 @@ impl StateStore {
         }
     }
 
-    /// Reloads the shared revocations into the local copy.
+    /// Reloads the shared revocations into the local copy, after sharing
+    /// the ones made locally while Redis was away.
     async fn resync(&self, gw: &Gateway) -> Result<(), StateError> {
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for (i, entry) in pending.iter().enumerate() {
+            if let Err(e) = self.store_revocation(entry).await {
+                if let Ok(mut p) = self.pending.lock() {
+                    p.extend(pending.get(i..).unwrap_or_default().iter().cloned());
+                }
+                return Err(e);
+            }
+            tracing::info!(id = %entry.id, "revocation made while the state store was away now shared");
+        }
         let entries = self.load_revocations().await?;
         // Availability first: the copy's change notification wakes the
         // streams, which must then see the store as usable again.
@@ -339,7 +359,10 @@ pub async fn revoke(gw: &Gateway, body: &serde_json::Value) -> Result<Revocation
     match state.store_revocation(&entry).await {
         Ok(()) => {}
         Err(e) if state.on_unavailable == OnUnavailable::Local => {
-            tracing::warn!(error = %e, id = %entry.id, "revocation kept on this replica only: state store unavailable");
+            tracing::warn!(error = %e, id = %entry.id, "revocation kept on this replica until the state store returns");
+            if let Ok(mut pending) = state.pending.lock() {
+                pending.push(entry.clone());
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "revocation refused: state store unavailable");
@@ -359,8 +382,10 @@ pub async fn lift(gw: &Gateway, id: &str) -> Result<bool, StoreError> {
     };
     let shared = match state.delete_revocation(id).await {
         Ok(deleted) => deleted,
+        // A lift is not queued: when Redis returns the revocation is back
+        // (the safe direction) and must be lifted again.
         Err(e) if state.on_unavailable == OnUnavailable::Local => {
-            tracing::warn!(error = %e, id, "revocation lifted on this replica only: state store unavailable");
+            tracing::warn!(error = %e, id, "revocation lifted on this replica only, until the state store returns");
             false
         }
         Err(e) => {

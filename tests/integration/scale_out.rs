@@ -242,6 +242,16 @@ async fn redis_down_fails_closed_and_recovers_without_restart() {
     // "local": still serving from its last view, and still ready.
     assert_eq!(call(&local, &dave).await.status, 200);
     assert_eq!(readyz(&local).await, 200);
+    // A revocation made there meanwhile holds locally at once, and is
+    // shared when Redis returns.
+    let frank = token("frank");
+    revoke(
+        &local.admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "frank"}),
+    )
+    .await;
+    assert_eq!(call(&local, &frank).await.status, 401);
 
     redis.restart();
     wait_ready(&deny, 200).await;
@@ -252,6 +262,15 @@ async fn redis_down_fails_closed_and_recovers_without_restart() {
             break;
         }
         assert!(Instant::now() < deadline, "not recovered: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + SETTLE;
+    while call(&deny, &frank).await.status != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation made during the outage was never shared\n{}",
+            local.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Shared again: a revocation on one reaches the other.
