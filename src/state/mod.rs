@@ -62,6 +62,9 @@ pub struct StateStore {
     up: AtomicBool,
     /// Times Redis was found unreachable (a counter for `/metrics`).
     n_unavailable: AtomicU64,
+    /// Commands (or pipelines) sent on the command connection: what the
+    /// request path must not grow (`/metrics`, BENCHMARKS.md).
+    n_round_trips: AtomicU64,
     /// Revocations made while Redis was down (`on_unavailable = "local"`),
     /// written to Redis before the next resync so it does not forget them.
     /// Never held across an await.
@@ -95,6 +98,7 @@ impl StateStore {
             setup_error,
             up: AtomicBool::new(false),
             n_unavailable: AtomicU64::new(0),
+            n_round_trips: AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
         }))
     }
@@ -128,6 +132,7 @@ impl StateStore {
         run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StateError> {
         let conn = self.conn()?;
+        self.n_round_trips.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(OP_TIMEOUT, run(conn)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(StateError::Timeout(OP_TIMEOUT)),
@@ -314,9 +319,13 @@ impl StateStore {
              mcp_gateway_state_store_up {}\n\
              # HELP mcp_gateway_state_store_unavailable_total Times the shared state store was found unreachable.\n\
              # TYPE mcp_gateway_state_store_unavailable_total counter\n\
-             mcp_gateway_state_store_unavailable_total {}\n",
+             mcp_gateway_state_store_unavailable_total {}\n\
+             # HELP mcp_gateway_state_store_round_trips_total Commands and pipelines sent to the shared state store.\n\
+             # TYPE mcp_gateway_state_store_round_trips_total counter\n\
+             mcp_gateway_state_store_round_trips_total {}\n",
             u8::from(self.available()),
             self.n_unavailable.load(Ordering::Relaxed),
+            self.n_round_trips.load(Ordering::Relaxed),
         )
     }
 }

@@ -89,6 +89,16 @@ async fn wait_ready(gw: &Gateway, status: u16) {
     }
 }
 
+/// `mcp_gateway_state_store_round_trips_total` of a replica.
+async fn round_trips(gw: &Gateway) -> u64 {
+    metrics(gw)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_gateway_state_store_round_trips_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 async fn metrics(gw: &Gateway) -> String {
     let resp = http::get(
         &format!("{}/metrics", gw.admin_url()),
@@ -110,6 +120,18 @@ async fn revocation_on_one_replica_ends_a_stream_on_another_within_a_second() {
         wait_ready(gw, 200).await;
     }
     let (first, second, third) = (&replicas[0], &replicas[1], &replicas[2]);
+    // Checking credentials against the revocations costs no Redis round trip.
+    let warm = token("warm");
+    assert_eq!(call(second, &warm).await.status, 200);
+    let before = round_trips(second).await;
+    for _ in 0..5 {
+        assert_eq!(call(second, &warm).await.status, 200);
+    }
+    assert_eq!(
+        round_trips(second).await,
+        before,
+        "Redis round trips per message"
+    );
 
     let carol = token("carol");
     let auth = format!("Bearer {carol}");
