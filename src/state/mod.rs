@@ -159,7 +159,27 @@ impl StateStore {
             entries.push(entry);
         }
         entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        Ok(entries)
+        // Expired entries leave Redis here, so the hash does not grow forever.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (expired, live): (Vec<Revocation>, Vec<Revocation>) = entries
+            .into_iter()
+            .partition(|e| e.until.is_some_and(|until| until <= now));
+        if !expired.is_empty() {
+            let ids: Vec<&str> = expired.iter().map(|e| e.id.as_str()).collect();
+            let pruned: Result<i64, _> = self
+                .query(async |mut conn| {
+                    redis::cmd("HDEL")
+                        .arg(&key)
+                        .arg(&ids)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await;
+            if let Err(e) = pruned {
+                tracing::debug!(error = %e, "expired revocations not pruned yet");
+            }
+        }
+        Ok(live)
     }
 
     /// Stores a revocation and announces it (one atomic pipeline).

@@ -49,12 +49,16 @@ fn token(sub: &str) -> String {
 
 /// A unique key prefix, so tests sharing nothing never see each other.
 fn prefix(name: &str) -> String {
+    format!("key_prefix = \"{}\"", key_prefix(name))
+}
+
+fn key_prefix(name: &str) -> String {
     let dir = TestDir::new(name);
     let unique = dir
         .path()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned());
-    format!("key_prefix = \"{}:\"", unique.unwrap_or_default())
+    format!("{}:", unique.unwrap_or_default())
 }
 
 /// A stateless tools/call of the echo backend with `token`.
@@ -112,7 +116,8 @@ async fn metrics(gw: &Gateway) -> String {
 async fn revocation_on_one_replica_ends_a_stream_on_another_within_a_second() {
     let redis = RedisServer::start();
     let echo = EchoHeaders::start();
-    let shared = prefix("revocations");
+    let keys = key_prefix("revocations");
+    let shared = format!("key_prefix = \"{keys}\"");
     let replicas: Vec<Gateway> = (0..3)
         .map(|_| replica(&redis.url(), &echo, &shared))
         .collect();
@@ -211,6 +216,23 @@ async fn revocation_on_one_replica_ends_a_stream_on_another_within_a_second() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+    // An expired revocation is pruned from Redis by the replicas' resync.
+    revoke(
+        &first.admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "old", "until": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
+    let hash = format!("{keys}revocations");
+    let deadline = Instant::now() + SETTLE;
+    while redis.cli(&["HLEN", &hash]) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "expired revocation never pruned: {}",
+            redis.cli(&["HGETALL", &hash])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{ChildGuard, TestDir, free_port};
+use super::process::{ChildGuard, TestDir, free_port, run_with_timeout};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// `free_port` is racy: another process may take the port first.
@@ -36,6 +36,15 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server; its trimmed stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args);
+        let done = run_with_timeout("redis-cli", cmd, Duration::from_secs(10));
+        done.stdout.trim().to_string()
     }
 
     /// SIGKILL: connections break at once, as when Redis crashes.
