@@ -463,3 +463,19 @@ async fn behind_haproxy_requests_spread_over_replicas_and_a_revocation_holds_on_
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_without_redis_fails_closed_until_it_appears() {
+    let echo = EchoHeaders::start();
+    // Nobody listens there yet: the replica must not serve from an empty list.
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let gw = replica(&url, &echo, &prefix("startup"));
+    let grace = token("grace");
+    let refused = call(&gw, &grace).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(readyz(&gw).await, 503);
+    let _redis = RedisServer::start_on(port);
+    wait_ready(&gw, 200).await;
+    assert_eq!(call(&gw, &grace).await.status, 200);
+}

@@ -34,6 +34,18 @@ impl RedisServer {
         panic!("redis-server did not start in {START_ATTEMPTS} attempts");
     }
 
+    /// On a given port (a test that starts its gateways first).
+    pub fn start_on(port: u16) -> RedisServer {
+        let dir = TestDir::new("redis");
+        let process = spawn(&dir, port)
+            .unwrap_or_else(|| panic!("redis-server did not start on port {port}"));
+        RedisServer {
+            process: Some(process),
+            port,
+            dir,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
