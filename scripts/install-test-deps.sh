@@ -46,6 +46,10 @@ fi
 if ! command -v openssl >/dev/null 2>&1; then
   apt_packages+=(openssl) # the auth tests generate their signing keys with it
 fi
+# The [state] tests start a real redis-server on a random loopback port; the
+# multi-replica tests put a real HAProxy (round-robin) in front of gateways.
+command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || apt_packages+=(haproxy)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,5 +20,6 @@ pub mod record;
 pub mod replay;
 pub mod router;
 pub mod session;
+pub mod state;
 pub mod telemetry;
 pub mod trace;

@@ -378,6 +378,7 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     tracing::info!(policies = %policies.summary(), "policies loaded");
     gw.policy.replace(policies);
     tokio::spawn(policy::reload::on_sighup(gw.clone()));
+    mcp_gateway::state::start(&gw).context("[state]")?;
     gw.auth.spawn_background(shutdown.clone());
     tokio::spawn(auth::watcher::run(gw.clone()));
     tokio::spawn(gw.clone().reap_idle());

@@ -36,3 +36,5 @@ mod authz;
 mod observe;
 #[path = "integration/record_replay.rs"]
 mod record_replay;
+#[path = "integration/scale_out.rs"]
+mod scale_out;

@@ -89,6 +89,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if let Some(reason) = crate::state::not_ready(&gw) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response();
+    }
     let missing: Vec<&str> = gw
         .router
         .backends()
@@ -133,6 +140,9 @@ async fn metrics(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response
     gw.metrics.render_split(&mut text);
     gw.audit.render_metrics(&mut text);
     gw.limits.render_metrics(&mut text);
+    if let Some(state) = &gw.state {
+        text.push_str(&state.render_metrics());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -168,13 +178,16 @@ async fn add_revocation(
         Ok(v) => v,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
     };
-    match gw.auth.revocations.add(&body) {
+    match crate::state::revoke(&gw, &body).await {
         Ok(entry) => {
             tracing::info!(id = %entry.id, by = %entry.by, "credentials revoked");
             (StatusCode::CREATED, Json(entry.to_json())).into_response()
         }
         Err(crate::auth::revocation::StoreError::Invalid(e)) => {
             json_error(StatusCode::BAD_REQUEST, &e)
+        }
+        Err(crate::auth::revocation::StoreError::StateUnavailable) => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable")
         }
         Err(e) => {
             tracing::error!(error = %e, "revocation not stored");
@@ -191,12 +204,15 @@ async fn lift_revocation(
     if !authorized(&gw, &headers) {
         return unauthorized();
     }
-    match gw.auth.revocations.remove(&id) {
+    match crate::state::lift(&gw, &id).await {
         Ok(true) => {
             tracing::info!(id = %id, "revocation lifted");
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(false) => json_error(StatusCode::NOT_FOUND, "no revocation with this id"),
+        Err(crate::auth::revocation::StoreError::StateUnavailable) => {
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable")
+        }
         Err(e) => {
             tracing::error!(error = %e, "revocation not lifted");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())

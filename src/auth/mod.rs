@@ -272,6 +272,9 @@ pub enum AuthError {
     /// The revocation list could not be loaded at start.
     #[error("the revocation list is unavailable")]
     RevocationsUnavailable(String),
+    /// Shared state (`[state]`, Redis) is unreachable and the gateway fails closed.
+    #[error("state store unavailable")]
+    StateUnavailable,
 }
 
 impl AuthError {
@@ -483,6 +486,7 @@ impl Authenticator {
             .map_err(|e| match e {
                 revocation::CheckError::Revoked(by) => AuthError::Revoked(by),
                 revocation::CheckError::Unavailable(d) => AuthError::RevocationsUnavailable(d),
+                revocation::CheckError::StateUnavailable => AuthError::StateUnavailable,
             })
     }
 

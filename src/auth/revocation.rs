@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -194,6 +195,8 @@ impl Set {
 pub enum CheckError {
     Revoked(RevokedBy),
     Unavailable(String),
+    /// The shared copy (Redis) cannot be trusted to be current.
+    StateUnavailable,
 }
 
 pub struct Store {
@@ -203,6 +206,9 @@ pub struct Store {
     /// Serializes writers (admin requests); never held across an await.
     write: Mutex<()>,
     load_error: Option<String>,
+    /// Set while the shared store (`[state]`) is unreachable and configured
+    /// to fail closed: this copy may be missing revocations.
+    shared_unavailable: AtomicBool,
 }
 
 impl Store {
@@ -228,7 +234,14 @@ impl Store {
             changes,
             write: Mutex::new(()),
             load_error,
+            shared_unavailable: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the shared copy as (un)trustworthy; see `state`.
+    pub fn set_shared_unavailable(&self, unavailable: bool) {
+        self.shared_unavailable
+            .store(unavailable, Ordering::Release);
     }
 
     pub fn load_error(&self) -> Option<String> {
@@ -243,6 +256,9 @@ impl Store {
     pub(super) fn check(&self, principal: &Principal, jti: Option<&str>) -> Result<(), CheckError> {
         if let Some(e) = &self.load_error {
             return Err(CheckError::Unavailable(e.clone()));
+        }
+        if self.shared_unavailable.load(Ordering::Acquire) {
+            return Err(CheckError::StateUnavailable);
         }
         let set = self.set.load();
         if set.is_empty() {
@@ -290,16 +306,46 @@ impl Store {
     /// Stores a revocation (from an admin request body) and persists the
     /// list; the stored entry comes back.
     pub fn add(&self, body: &serde_json::Value) -> Result<Revocation, StoreError> {
+        let entry = self.new_entry(body)?;
+        self.insert(entry.clone())?;
+        Ok(entry)
+    }
+
+    /// A new entry from an admin request body, not stored yet.
+    pub fn new_entry(&self, body: &serde_json::Value) -> Result<Revocation, StoreError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let mut entry = Revocation::from_json(body, new_id, now).map_err(StoreError::Invalid)?;
         // Ids are always ours.
         entry.id = new_id();
         entry.created = now;
-        self.update(|entries| {
-            entries.push(entry.clone());
-            true
-        })?;
         Ok(entry)
+    }
+
+    /// Stores an entry (replacing one with the same id) and persists the list.
+    pub fn insert(&self, entry: Revocation) -> Result<(), StoreError> {
+        self.update(|entries| {
+            entries.retain(|e| e.id != entry.id);
+            entries.push(entry);
+            true
+        })
+        .map(|_| ())
+    }
+
+    /// Replaces the whole list with the shared one (`state`), persisting it
+    /// when a file is configured; open streams re-check at once.
+    pub fn replace_all(&self, shared: Vec<Revocation>) {
+        let Ok(_writer) = self.write.lock() else {
+            tracing::error!("shared revocations not applied: the revocation list is unavailable");
+            return;
+        };
+        // The shared list applies even when the local file cannot be written.
+        if let Some(path) = &self.path
+            && let Err(e) = persist(path, &shared)
+        {
+            tracing::error!(error = %e, "shared revocations not saved locally");
+        }
+        self.set.store(Arc::new(Set::new(shared)));
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Lifts a revocation; false when there is none with that id.
@@ -345,6 +391,8 @@ pub enum StoreError {
     Persist(String),
     #[error("the revocation list is unavailable")]
     Poisoned,
+    #[error("state store unavailable")]
+    StateUnavailable,
 }
 
 fn new_id() -> String {

@@ -433,6 +433,38 @@ async fn cache_and_revocation() {
 }
 
 #[tokio::test]
+async fn shared_revocations_replace_the_local_copy_and_fail_closed() {
+    let auth = authenticator("", &[]);
+    let ed = SigningKey::from_pem(ED25519_PEM, Some("ed".into())).expect("key");
+    let t = token(&ed, json!({"jti": "j-9"}));
+    let p = auth.authenticate(&bearer(&t)).await.expect("valid");
+    let changes = auth.revocations.subscribe();
+    // What another replica revoked arrives as the whole shared list.
+    let shared = auth
+        .revocations
+        .new_entry(&json!({"sub": "alice"}))
+        .expect("entry");
+    auth.revocations.replace_all(vec![shared.clone()]);
+    assert!(changes.has_changed().unwrap_or(false), "streams are woken");
+    assert_eq!(
+        auth.still_valid(&p),
+        Err(AuthError::Revoked(RevokedBy::Sub))
+    );
+    assert_eq!(auth.revocations.list(), vec![shared]);
+    auth.revocations.replace_all(Vec::new());
+    assert!(auth.still_valid(&p).is_ok());
+    // The shared store unreachable (on_unavailable = "deny"): fail closed.
+    auth.revocations.set_shared_unavailable(true);
+    assert_eq!(auth.still_valid(&p), Err(AuthError::StateUnavailable));
+    assert_eq!(
+        auth.authenticate(&bearer(&t)).await.err(),
+        Some(AuthError::StateUnavailable)
+    );
+    auth.revocations.set_shared_unavailable(false);
+    assert!(auth.authenticate(&bearer(&t)).await.is_ok());
+}
+
+#[tokio::test]
 async fn api_keys() {
     let digest = |k: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()));
     let auth = authenticator(

@@ -39,6 +39,9 @@ pub async fn run(gw: Arc<Gateway>) {
             gw.end_sessions_where(|session| match gw.auth.still_valid(&session.principal) {
                 Ok(()) => false,
                 Err(AuthError::Expired { .. }) => session.transport != "streamable_http",
+                // Unknown, not revoked: its next message is refused, and it
+                // resumes when the state store returns.
+                Err(AuthError::StateUnavailable) => false,
                 Err(e) => {
                     tracing::info!(
                         session.id = %session.id,

@@ -82,6 +82,7 @@ impl Converter<'_> {
             .collect();
         let policy = self.policy(raw.policy, source);
         let routes = self.routes(raw.routes, &backends);
+        let state = self.state(raw.state);
         Config {
             source: source.to_owned(),
             listen,
@@ -96,6 +97,7 @@ impl Converter<'_> {
             telemetry,
             policy,
             routes,
+            state,
         }
     }
 

@@ -29,6 +29,7 @@ mod check;
 mod convert;
 mod convert_observe;
 mod raw;
+mod state;
 #[cfg(test)]
 mod tests;
 

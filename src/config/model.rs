@@ -54,6 +54,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub policy: PolicyConfig,
     pub routes: Vec<RouteConfig>,
+    pub state: StateConfig,
 }
 
 /// How several backends are served as one route.
@@ -421,4 +422,26 @@ pub struct BackendConfig {
     /// Scopes required on every route reaching this backend.
     pub required_scopes: Vec<String>,
     pub tools: ToolCuration,
+}
+
+/// `[state]`: shared state for several replicas.
+#[derive(Debug, Clone, Default)]
+pub struct StateConfig {
+    /// `None`: in-memory state only (one replica).
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key and channel.
+    pub key_prefix: String,
+    pub on_unavailable: OnUnavailable,
+    /// The session-sealing key material (from `session_key_env`).
+    pub session_key: Option<Secret>,
+}
+
+/// What requests needing shared state get while Redis is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// Fail closed: 503 "state store unavailable".
+    #[default]
+    Deny,
+    /// Use this replica's last view, with a warning.
+    Local,
 }

@@ -59,6 +59,9 @@ pub(crate) struct RawConfig {
     /// Session routing by claims, client id, origin and path; first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<super::authz::RawRoute>,
+    /// Shared state for several replicas (Redis); in memory without it.
+    #[serde(default)]
+    pub state: RawState,
 }
 
 /// `[multiplex]`: how several backends are served as one.
@@ -798,6 +801,45 @@ impl Default for RawAudit {
     }
 }
 
+/// `[state]`: where replicas share revocations (and later limits and
+/// sessions). Without `redis_url` everything stays in this process.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "State")]
+pub(crate) struct RawState {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` for TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Environment variable holding the Redis URL (when it carries a
+    /// password); instead of `redis_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url_env: Option<String>,
+    /// Prefix of every key and channel, so several gateways can share one Redis.
+    #[serde(default = "default_state_key_prefix")]
+    pub key_prefix: String,
+    /// What happens while Redis is unreachable: "deny" (default, fail
+    /// closed: requests that need shared state get 503) or "local" (this
+    /// replica's last view is used, with a warning).
+    #[serde(default)]
+    pub on_unavailable: RawOnUnavailable,
+    /// Environment variable holding the key that seals session ids (same
+    /// value on every replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key_env: Option<String>,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            redis_url: None,
+            redis_url_env: None,
+            key_prefix: default_state_key_prefix(),
+            on_unavailable: RawOnUnavailable::default(),
+            session_key_env: None,
+        }
+    }
+}
+
 fn default_audit_path() -> String {
     "audit.jsonl".into()
 }
@@ -845,4 +887,17 @@ impl Default for RawTelemetry {
 
 fn default_service_name() -> String {
     "mcp-gateway".into()
+}
+
+fn default_state_key_prefix() -> String {
+    "mcp-gateway:".into()
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "OnUnavailable")]
+pub(crate) enum RawOnUnavailable {
+    #[default]
+    Deny,
+    Local,
 }

@@ -208,7 +208,7 @@ fn unknown_keys() {
     check(
         "foo = 1\n",
         &[
-            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, telemetry, tenants)",
+            "gw.toml:1:1: foo: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, state, telemetry, tenants)",
         ],
     );
     check(
@@ -646,8 +646,8 @@ fn errors_display() {
     };
     assert_eq!(
         errors.to_string(),
-        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, telemetry, tenants)\n\
-         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, telemetry, tenants)"
+        "x.toml:1:1: a: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, state, telemetry, tenants)\n\
+         x.toml:2:1: b: unknown key (expected one of: admin, audit, auth, backends, limits, listen, multiplex, policy, record, routes, state, telemetry, tenants)"
     );
     let Err(errors) = load_file(Path::new("/nonexistent/gw.toml")) else {
         panic!("errors expected");
@@ -948,4 +948,40 @@ fn tenants_and_routes() {
     assert!(cfg.policy.configured);
     assert_eq!(cfg.policy.files, vec!["p/*.cedar"]);
     assert!(!load(STDIO).policy.configured);
+}
+
+#[test]
+fn state_section() {
+    let config = load(STDIO);
+    assert!(config.state.redis_url.is_none());
+    assert_eq!(config.state.key_prefix, "mcp-gateway:");
+    assert_eq!(config.state.on_unavailable, OnUnavailable::Deny);
+    let config = load(&format!(
+        "[state]\nredis_url = \"redis://127.0.0.1:6380/2\"\nkey_prefix = \"gw-a:\"\non_unavailable = \"local\"\n{STDIO}"
+    ));
+    assert_eq!(
+        config.state.redis_url.as_ref().map(Secret::expose),
+        Some("redis://127.0.0.1:6380/2")
+    );
+    assert_eq!(config.state.key_prefix, "gw-a:");
+    assert_eq!(config.state.on_unavailable, OnUnavailable::Local);
+    // TLS and a password through the URL.
+    let config = load(&format!(
+        "[state]\nredis_url = \"rediss://:pw@redis.example:6380\"\n{STDIO}"
+    ));
+    assert!(config.state.redis_url.is_some());
+    check(
+        "[state]\nredis_url = \"http://x\"\nsession_key_env = \"GW_ADMIN_TOKEN\"\non_unavailable = \"allow\"\n",
+        &[
+            "gw.toml:2:13: state.redis_url: not a Redis URL (redis://host:port or rediss://…): Redis URL did not parse - InvalidClientConfig",
+            "gw.toml:3:19: state.session_key_env: the session key must be at least 32 characters",
+            "gw.toml:4:18: state.on_unavailable: expected one of \"deny\", \"local\", found \"allow\"",
+        ],
+    );
+    check(
+        "[state]\nredis_url = \"redis://a\"\nredis_url_env = \"GW_NOPE\"\n",
+        &[
+            "gw.toml:3:17: state.redis_url_env: give state.redis_url or state.redis_url_env, not both",
+        ],
+    );
 }

@@ -69,7 +69,8 @@ fn oauth_error(e: &AuthError) -> Option<&'static str> {
         | AuthError::Revoked(_) => Some("invalid_token"),
         AuthError::KeysUnavailable(_)
         | AuthError::IntrospectionUnavailable(_)
-        | AuthError::RevocationsUnavailable(_) => None,
+        | AuthError::RevocationsUnavailable(_)
+        | AuthError::StateUnavailable => None,
     }
 }
 
@@ -103,7 +104,8 @@ impl Challenge {
             // Fail closed, and say it is the gateway's side, not the token.
             AuthError::KeysUnavailable(_)
             | AuthError::IntrospectionUnavailable(_)
-            | AuthError::RevocationsUnavailable(_) => {
+            | AuthError::RevocationsUnavailable(_)
+            | AuthError::StateUnavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, mcp::code::UNAUTHENTICATED)
             }
         }

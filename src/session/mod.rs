@@ -51,6 +51,10 @@ pub struct Gateway {
     pub recorder: Option<Arc<crate::record::Recorder>>,
     /// Spans to the OTLP collector (off unless `[telemetry]` names one).
     pub tracer: Arc<crate::trace::Tracer>,
+    /// Shared state for several replicas (`[state] redis_url`).
+    pub state: Option<Arc<crate::state::StateStore>>,
+    /// Seals session ids with the principal binding (`[state] session_key_env`).
+    sealer: Option<crate::state::seal::Sealer>,
     /// Cancelled when the gateway shuts down: backends close, children die.
     pub shutdown: CancellationToken,
     /// Cancelled when shutdown begins: GET streams and keep-alives end while
@@ -112,6 +116,12 @@ impl Gateway {
             metrics: Arc::new(Metrics::default()),
             recorder: crate::record::Recorder::start(&config),
             tracer: crate::trace::Tracer::start(&config.telemetry, http.clone()),
+            state: crate::state::StateStore::from_config(&config.state),
+            sealer: config
+                .state
+                .session_key
+                .as_ref()
+                .map(|key| crate::state::seal::Sealer::new(key.expose())),
             router: Router::new(backends),
             config,
             closing: shutdown.child_token(),
@@ -179,7 +189,10 @@ impl Gateway {
                 credentials: crate::backend::credentials::Credentials::caller(&principal),
             },
         };
-        let id = new_session_id();
+        let id = match &self.sealer {
+            Some(sealer) => sealer.seal(&principal),
+            None => new_session_id(),
+        };
         let session = Session::new(self, id.clone(), principal, route, client, transport);
         let facts = session.connect_all().await?;
         let result = self.server_identity(&session.route, &facts, Some(&version));
@@ -208,6 +221,14 @@ impl Gateway {
     /// The session with this id, if it exists and belongs to the principal.
     /// A session presented by another principal is unknown to it.
     pub fn session(&self, id: &str, principal: &Principal) -> Result<Arc<Session>, SessionError> {
+        // A sealed id names its principal: another caller's (or a forged)
+        // id is refused without a lookup, on whichever replica it lands.
+        if let Some(sealer) = &self.sealer
+            && let Err(e) = sealer.open(id, principal)
+        {
+            tracing::debug!(reason = %e, "session id refused");
+            return Err(SessionError::NotFound);
+        }
         let sessions = self.sessions.lock().map_err(|_| SessionError::NotFound)?;
         let session = sessions.get(id).ok_or(SessionError::NotFound)?;
         // Identity, not token: a refreshed token of the same principal

@@ -27,6 +27,7 @@ pub mod front;
 pub mod gateway;
 pub mod http;
 pub mod process;
+pub mod redis;
 pub mod servers;
 
 pub use drivers::{

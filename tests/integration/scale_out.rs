@@ -1,0 +1,481 @@
+//! Several gateway replicas sharing state through a real `redis-server` on
+//! a random loopback port (issue 10): a revocation made on one replica ends
+//! a stream held on another within a second; with Redis gone the replicas
+//! fail closed (or serve locally when told to) and recover without a
+//! restart when it returns; a sealed session id replayed by another user
+//! is unknown on every replica.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::util::auth::{EchoHeaders, Keys, mint, revoke, toml_path};
+use crate::util::http::{self, McpSession, modern_request};
+use crate::util::process::{ChildGuard, free_port};
+use crate::util::redis::RedisServer;
+use crate::util::{Gateway, TestDir};
+
+const ISS: &str = "https://idp.test";
+const AUD: &str = "https://gw.test/mcp";
+const ADMIN_TOKEN: &str = "admin-token-for-scale-out";
+/// The replicas' shared session-sealing key (`session_key_env`).
+const SESSION_KEY: &str = "scale-out-session-key-0123456789abcdef";
+/// Bound of every wait for a replica to see Redis come or go.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// A replica: JWT auth with the test keys, the echo backend, `[state]`
+/// pointing at `redis_url` with `state_extra`.
+fn replica(redis_url: &str, echo: &EchoHeaders, state_extra: &str) -> Gateway {
+    let keys = Keys::get();
+    Gateway::builder(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [admin]\ntoken_env = \"GW_ADMIN_TOKEN\"\n\
+         [auth]\nmode = \"jwt\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = {jwks}\n\
+         [state]\nredis_url = \"{redis_url}\"\n{state_extra}\n{backend}",
+        jwks = toml_path(&keys.path("jwks.json")),
+        backend = echo.backend_toml("echo", ""),
+    ))
+    .env("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    .env("GW_SESSION_KEY", SESSION_KEY)
+    .start()
+}
+
+fn token(sub: &str) -> String {
+    let key = Keys::get().path("rsa.pem").display().to_string();
+    mint(&[
+        "--key", &key, "--kid", "rsa-1", "--iss", ISS, "--aud", AUD, "--sub", sub,
+    ])
+}
+
+/// A unique key prefix, so tests sharing nothing never see each other.
+fn prefix(name: &str) -> String {
+    format!("key_prefix = \"{}\"", key_prefix(name))
+}
+
+fn key_prefix(name: &str) -> String {
+    let dir = TestDir::new(name);
+    let unique = dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    format!("{}:", unique.unwrap_or_default())
+}
+
+/// A stateless tools/call of the echo backend with `token`.
+async fn call(gw: &Gateway, token: &str) -> http::RawResponse {
+    let auth = format!("Bearer {token}");
+    modern_request(
+        &gw.url(),
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "hi"}}),
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+async fn readyz(gw: &Gateway) -> u16 {
+    http::get(&format!("{}/readyz", gw.admin_url()), &[])
+        .await
+        .status
+}
+
+/// Waits (bounded) until `/readyz` answers `status`.
+async fn wait_ready(gw: &Gateway, status: u16) {
+    let deadline = Instant::now() + SETTLE;
+    while readyz(gw).await != status {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered {status} within {SETTLE:?}\n{}",
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `mcp_gateway_state_store_round_trips_total` of a replica.
+async fn round_trips(gw: &Gateway) -> u64 {
+    metrics(gw)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp_gateway_state_store_round_trips_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    let resp = http::get(
+        &format!("{}/metrics", gw.admin_url()),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    )
+    .await;
+    resp.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_on_one_replica_ends_a_stream_on_another_within_a_second() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let keys = key_prefix("revocations");
+    let shared = format!("key_prefix = \"{keys}\"");
+    let replicas: Vec<Gateway> = (0..3)
+        .map(|_| replica(&redis.url(), &echo, &shared))
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    let (first, second, third) = (&replicas[0], &replicas[1], &replicas[2]);
+    // Checking credentials against the revocations costs no Redis round trip.
+    let warm = token("warm");
+    assert_eq!(call(second, &warm).await.status, 200);
+    let before = round_trips(second).await;
+    for _ in 0..5 {
+        assert_eq!(call(second, &warm).await.status, 200);
+    }
+    assert_eq!(
+        round_trips(second).await,
+        before,
+        "Redis round trips per message"
+    );
+
+    let carol = token("carol");
+    let auth = format!("Bearer {carol}");
+    let session =
+        McpSession::initialize(&third.url(), "2025-11-25", &[("authorization", &auth)]).await;
+    let mut stream = session.get_stream(None).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(call(second, &carol).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let entry = revoke(
+        &first.admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "carol"}),
+    )
+    .await;
+    let revoked_at = Instant::now();
+    loop {
+        match stream.try_next_event(Duration::from_millis(1500)).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(()) => panic!(
+                "the stream on replica 3 is still open 1.5 s after the revocation on replica 1\n{}",
+                third.stderr()
+            ),
+        }
+    }
+    let closed_after = revoked_at.elapsed();
+    assert!(
+        closed_after < Duration::from_secs(1),
+        "the stream on replica 3 closed {closed_after:?} after the revocation"
+    );
+    let refused = call(second, &carol).await;
+    assert_eq!(
+        refused.status, 401,
+        "replica 2 after the revocation: {refused:?}"
+    );
+    // Every replica lists it, under the id replica 1 gave it.
+    for gw in &replicas {
+        let listed = http::get(
+            &format!("{}/admin/revocations", gw.admin_url()),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        )
+        .await;
+        assert_eq!(
+            listed.json()["revocations"][0]["id"],
+            entry["id"],
+            "{listed:?}"
+        );
+    }
+    // A replica started later loads the shared list at once.
+    let late = replica(&redis.url(), &echo, &shared);
+    wait_ready(&late, 200).await;
+    assert_eq!(call(&late, &carol).await.status, 401);
+
+    // Lifted on replica 2: every replica accepts carol again.
+    let lift = http::delete(
+        &format!(
+            "{}/admin/revocations/{}",
+            second.admin_url(),
+            entry["id"].as_str().unwrap_or("")
+        ),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+    )
+    .await;
+    assert_eq!(lift.status, 204, "{lift:?}");
+    for gw in [first, third, &late] {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let resp = call(gw, &carol).await;
+            if resp.status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still refused 1 s after the lift: {resp:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // An expired revocation is pruned from Redis by the replicas' resync.
+    revoke(
+        &first.admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "old", "until": "2001-01-01T00:00:00Z"}),
+    )
+    .await;
+    let hash = format!("{keys}revocations");
+    let deadline = Instant::now() + SETTLE;
+    while redis.cli(&["HLEN", &hash]) != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "expired revocation never pruned: {}",
+            redis.cli(&["HGETALL", &hash])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_recovers_without_restart() {
+    let mut redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = prefix("failclosed");
+    let deny = replica(&redis.url(), &echo, &shared);
+    let local = replica(
+        &redis.url(),
+        &echo,
+        &format!("{shared}\non_unavailable = \"local\""),
+    );
+    wait_ready(&deny, 200).await;
+    wait_ready(&local, 200).await;
+    let dave = token("dave");
+    assert_eq!(call(&deny, &dave).await.status, 200);
+    assert!(
+        metrics(&deny)
+            .await
+            .contains("mcp_gateway_state_store_up 1")
+    );
+
+    redis.kill();
+    wait_ready(&deny, 503).await;
+    let body = http::get(&format!("{}/readyz", deny.admin_url()), &[]).await;
+    assert!(body.body.contains("state store unavailable"), "{body:?}");
+    // Fail closed: the credential cannot be checked against the shared list.
+    let refused = call(&deny, &dave).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    let error = &refused.json()["error"];
+    assert_eq!(
+        error["data"]["reason"], "state store unavailable",
+        "{refused:?}"
+    );
+    let admin = http::post_json(
+        &format!("{}/admin/revocations", deny.admin_url()),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        &json!({"sub": "mallory"}),
+    )
+    .await;
+    assert_eq!(admin.status, 503, "{admin:?}");
+    let text = metrics(&deny).await;
+    assert!(text.contains("mcp_gateway_state_store_up 0"), "{text}");
+    assert!(
+        deny.stderr().contains("state store unavailable"),
+        "no log line says Redis is down\n{}",
+        deny.stderr()
+    );
+    // "local": still serving from its last view, and still ready.
+    assert_eq!(call(&local, &dave).await.status, 200);
+    assert_eq!(readyz(&local).await, 200);
+    // A revocation made there meanwhile holds locally at once, and is
+    // shared when Redis returns.
+    let frank = token("frank");
+    revoke(
+        &local.admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "frank"}),
+    )
+    .await;
+    assert_eq!(call(&local, &frank).await.status, 401);
+
+    redis.restart();
+    wait_ready(&deny, 200).await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let resp = call(&deny, &dave).await;
+        if resp.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recovered: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + SETTLE;
+    while call(&deny, &frank).await.status != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation made during the outage was never shared\n{}",
+            local.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Shared again: a revocation on one reaches the other.
+    revoke(&deny.admin_url(), Some(ADMIN_TOKEN), json!({"sub": "dave"})).await;
+    let deadline = Instant::now() + SETTLE;
+    while call(&local, &dave).await.status != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never reached the other replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_session_id_replayed_by_another_user_is_unknown_on_every_replica() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = format!("{}\nsession_key_env = \"GW_SESSION_KEY\"", prefix("sealed"));
+    let first = replica(&redis.url(), &echo, &shared);
+    let second = replica(&redis.url(), &echo, &shared);
+    wait_ready(&first, 200).await;
+    wait_ready(&second, 200).await;
+
+    let alice = format!("Bearer {}", token("alice"));
+    let session =
+        McpSession::initialize(&first.url(), "2025-11-25", &[("authorization", &alice)]).await;
+    let id = session.session_id.clone().unwrap_or_default();
+    assert!(id.starts_with("s1"), "not a sealed id: {id:?}");
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    assert_eq!(session.post(&ping).await.status, 200);
+
+    let bob = format!("Bearer {}", token("bob"));
+    let as_bob = [
+        ("authorization", bob.as_str()),
+        ("mcp-session-id", id.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    for (name, gw) in [("replica 1", &first), ("replica 2", &second)] {
+        let resp = http::post_json(&gw.url(), &as_bob, &ping).await;
+        assert_eq!(
+            resp.status, 404,
+            "bob with alice's session id on {name}: {resp:?}"
+        );
+    }
+    // A forged id (one character changed) is unknown to alice too.
+    let mut forged: Vec<char> = id.chars().collect();
+    let at = forged.len() - 3;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
+    let as_alice = [
+        ("authorization", alice.as_str()),
+        ("mcp-session-id", forged.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let resp = http::post_json(&first.url(), &as_alice, &ping).await;
+    assert_eq!(resp.status, 404, "a forged session id: {resp:?}");
+    assert_eq!(
+        session.post(&ping).await.status,
+        200,
+        "alice keeps her session"
+    );
+}
+
+/// `examples/haproxy.cfg` (the README's example) in front of `replicas`.
+fn haproxy(replicas: &[Gateway]) -> (ChildGuard, String) {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy.cfg");
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = std::process::Command::new("haproxy");
+        cmd.args(["-f", config, "-db"])
+            .env("LB_ADDR", format!("127.0.0.1:{port}"));
+        for (i, gw) in replicas.iter().enumerate() {
+            cmd.env(format!("GW{}_ADDR", i + 1), gw.addr().to_string())
+                .env(
+                    format!("GW{}_ADMIN_PORT", i + 1),
+                    gw.admin_addr().port().to_string(),
+                );
+        }
+        let mut process = ChildGuard::spawn("haproxy", cmd);
+        if process.port_ready(port, Duration::from_secs(10)) {
+            return (process, format!("http://127.0.0.1:{port}/mcp"));
+        }
+    }
+    panic!("haproxy did not start");
+}
+
+/// Requests this replica relayed (`mcp_gateway_requests_total`, all labels).
+async fn relayed(gw: &Gateway) -> u64 {
+    metrics(gw)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("mcp_gateway_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn call_at(url: &str, token: &str) -> http::RawResponse {
+    let auth = format!("Bearer {token}");
+    modern_request(
+        url,
+        1,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "hi"}}),
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_requests_spread_over_replicas_and_a_revocation_holds_on_all() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = prefix("haproxy");
+    let replicas: Vec<Gateway> = (0..3)
+        .map(|_| replica(&redis.url(), &echo, &shared))
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    let (_lb, url) = haproxy(&replicas);
+
+    // Stateless (2026-07-28) requests need no session, so round-robin
+    // without stickiness is fine: each replica gets some.
+    let erin = token("erin");
+    for i in 0..9 {
+        let resp = call_at(&url, &erin).await;
+        assert_eq!(resp.status, 200, "request {i} through haproxy: {resp:?}");
+    }
+    for (i, gw) in replicas.iter().enumerate() {
+        assert!(relayed(gw).await > 0, "replica {} got no request", i + 1);
+    }
+
+    revoke(
+        &replicas[0].admin_url(),
+        Some(ADMIN_TOKEN),
+        json!({"sub": "erin"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..9 {
+        let resp = call_at(&url, &erin).await;
+        assert_eq!(
+            resp.status, 401,
+            "request {i} after the revocation: {resp:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_started_without_redis_fails_closed_until_it_appears() {
+    let echo = EchoHeaders::start();
+    // Nobody listens there yet: the replica must not serve from an empty list.
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let gw = replica(&url, &echo, &prefix("startup"));
+    let grace = token("grace");
+    let refused = call(&gw, &grace).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(readyz(&gw).await, 503);
+    let _redis = RedisServer::start_on(port);
+    wait_ready(&gw, 200).await;
+    assert_eq!(call(&gw, &grace).await.status, 200);
+}
