@@ -230,6 +230,36 @@ async fn recorded_session_replays_and_each_change_is_reported() {
     );
     assert_eq!(report["exit"], 1);
 
+    // A policy change: a Cedar policy that forbids `echo` turns exactly
+    // that call's decision from allow to deny, naming the policy.
+    let policy = dir.write(
+        "no-echo.cedar",
+        "@id(\"allow-all\")\npermit(principal, action, resource);\n\
+         @id(\"no-echo\")\nforbid(principal, action == Mcp::Action::\"tools/call\", resource)\n\
+         when { resource.name == \"echo\" };\n",
+    );
+    let denied = dir.write(
+        "no-echo.toml",
+        &config(&["demo"], "").replace(
+            &allow_all(),
+            &format!("[policy]\nfiles = [{:?}]\n", policy.display().to_string()),
+        ),
+    );
+    let run = replay(&denied, &[&fixture], &[]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("tools/call echo: allow → deny (policy no-echo)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("allow → deny").count(),
+        1,
+        "only the echo call changes decision:\n{}",
+        run.stdout
+    );
+
     // The replaying client is the recorded principal: a config that
     // requires a scope it never had refuses it.
     let scoped = dir.write(
