@@ -260,6 +260,27 @@ async fn recorded_session_replays_and_each_change_is_reported() {
         run.stdout
     );
 
+    // A curation change: `echo` renamed to `say` is listed under its new
+    // name, and the recorded call by its old name no longer resolves.
+    let renamed = dir.write(
+        "renamed.toml",
+        &format!(
+            "{}[backends.tools]\nrename = {{ echo = \"say\" }}\n",
+            config(&["demo"], "")
+        ),
+    );
+    let run = replay(&renamed, &[&fixture], &[]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("tools/list: response differs at /result/tools/0/name: \"echo\" → \"say\"")
+            && run
+                .stdout
+                .contains("tools/call echo: response differs at /result"),
+        "{}",
+        run.stdout
+    );
+
     // The replaying client is the recorded principal: a config that
     // requires a scope it never had refuses it.
     let scoped = dir.write(
