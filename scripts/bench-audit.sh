@@ -11,59 +11,22 @@
 #   BENCH_DURATION_S=5 BENCH_REPEAT=3 scripts/bench-audit.sh
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench-common.sh"
 duration_s="${BENCH_DURATION_S:-10}"
 concurrency="${BENCH_CONCURRENCY:-32}"
 repeat="${BENCH_REPEAT:-1}"
-if [[ -n "${BENCH_BIN:-}" ]]; then
-    bin="$(realpath "$BENCH_BIN")"
-else
-    cargo build --release --quiet
-    bin="$PWD/target/release/mcp-gateway"
-fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for() {
-    local match
-    for _ in $(seq 100); do
-        if match="$(grep -o -m1 -E "$2" "$1" 2>/dev/null)"; then echo "$match"; return 0; fi
-        sleep 0.1
-    done
-    echo "bench-audit.sh: timed out waiting for /$2/ in $1" >&2; cat "$1" >&2; return 1
-}
-
-"$bin" demo-server --http 127.0.0.1:0 2>"$work/demo.log" &
-pids+=($!)
-backend="$(wait_for "$work/demo.log" 'http://127\.0\.0\.1:[0-9]+/mcp')"
-
-start_gateway() { # NAME EXTRA_TOML
-    cat >"$work/$1.toml" <<TOML
-[listen]
-addr = "127.0.0.1:0"
-admin_addr = "127.0.0.1:0"
-$2
-[[backends]]
-name = "demo"
-transport = "streamable_http"
-url = "$backend"
-TOML
-    (cd "$work" && RUST_LOG=warn,mcp_gateway=info exec "$bin" serve --config "$work/$1.toml" --log-format json 2>"$work/$1.log") &
-    pids+=($!)
-}
-# Started in this shell (not a command substitution) so cleanup sees the pids.
-gateway_url() { echo "http://$(wait_for "$work/$1.log" '"addr":"127\.0\.0\.1:[0-9]+"' | grep -o -E '127\.0\.0\.1:[0-9]+')/mcp"; }
-start_gateway off "[audit]
+start_demo demo
+backend_toml="[[backends]]
+name = \"demo\"
+transport = \"streamable_http\"
+url = \"$(demo_url demo)\""
+start_gateway off "$backend_toml
+[audit]
 path = \"/dev/null\"
 fsync = \"never\""
-start_gateway on "[audit]
+start_gateway on "$backend_toml
+[audit]
 path = \"$work/audit.jsonl\"
 fsync = \"batch\"
 [limits]
@@ -79,7 +42,6 @@ run() { # URL ERA
     "$bin" bench --url "$1" --era "$2" --concurrency "$concurrency" --duration-s "$duration_s" \
         --warmup-s 1 --tool echo --args '{"message":"hi"}' --json
 }
-field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); concurrency $concurrency; ${duration_s} s per run, best of $repeat" >&2
 echo "| era | off rps | audit+limits rps | ratio | off p50 | on p50 | errors (off/on) |"

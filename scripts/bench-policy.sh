@@ -11,48 +11,13 @@
 # Every process this script starts is killed when it exits.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/bench-common.sh"
 duration_s="${BENCH_DURATION_S:-5}"
 warmup_s="${BENCH_WARMUP_S:-1}"
 concurrency_levels="${BENCH_CONCURRENCY:-1 32}"
 eras="${BENCH_ERAS:-handshake stateless}"
 repeat="${BENCH_REPEAT:-3}"
 n_policies="${BENCH_POLICIES:-200}"
-
-if [[ -n "${BENCH_BIN:-}" ]]; then
-    bin="$(realpath "$BENCH_BIN")"
-else
-    cargo build --release --quiet
-    bin="$PWD/target/release/mcp-gateway"
-fi
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() {
-    local file="$1" pattern="$2" match
-    for _ in $(seq 100); do
-        if match="$(grep -o -m1 -E "$pattern" "$file" 2>/dev/null)"; then
-            echo "$match"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "bench-policy.sh: timed out waiting for /$pattern/ in $file:" >&2
-    cat "$file" >&2
-    return 1
-}
 
 # The allow-all set, and a set of $n_policies: the per-action permits of a
 # real deployment, half per-tool forbids scoped to one tool each (Cedar skips
@@ -77,40 +42,21 @@ EOF
     done
 } >"$work/many.cedar"
 
-"$bin" demo-server --http 127.0.0.1:0 >/dev/null 2>"$work/demo.log" &
-pids+=("$!")
-demo_url="$(wait_for "$work/demo.log" 'http://127\.0\.0\.1:[0-9]+/mcp')"
-
-# start_gateway NAME POLICY_FILE: starts it (not in a subshell, so its pid
-# is kept for cleanup); gateway_url NAME then prints its /mcp URL.
-start_gateway() {
-    cat >"$work/$1.toml" <<EOF
-[listen]
-addr = "127.0.0.1:0"
-admin_addr = "127.0.0.1:0"
-
-[[backends]]
-name = "demo"
-transport = "streamable_http"
-url = "$demo_url"
-
+start_demo demo
+demo_url="$(demo_url demo)"
+backend_toml="[[backends]]
+name = \"demo\"
+transport = \"streamable_http\"
+url = \"$demo_url\""
+start_gateway allow "$backend_toml
 [policy]
-files = ["$2"]
-EOF
-    RUST_LOG="warn,mcp_gateway=info" \
-        "$bin" serve --config "$work/$1.toml" --log-format json >/dev/null 2>"$work/$1.log" &
-    pids+=("$!")
-}
-gateway_url() {
-    wait_for "$work/$1.log" '"message":"listening","addr":"127\.0\.0\.1:[0-9]+"' \
-        | grep -o -E '127\.0\.0\.1:[0-9]+' | sed 's|.*|http://&/mcp|'
-}
-start_gateway allow "$work/allow-all.cedar"
-start_gateway many "$work/many.cedar"
+files = [\"$work/allow-all.cedar\"]"
+start_gateway many "$backend_toml
+[policy]
+files = [\"$work/many.cedar\"]"
 allow_url="$(gateway_url allow)"
 many_url="$(gateway_url many)"
 
-field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
 run() {
     "$bin" bench --url "$1" --tool echo --era "$2" --concurrency "$3" \
         --duration-s "$duration_s" --warmup-s "$warmup_s" --args '{"message":"hi"}' --json
