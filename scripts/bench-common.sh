@@ -62,8 +62,9 @@ TOML
         printf '\n[policy]\nfiles = ["%s"]\n' "$work/allow-all.cedar" >>"$work/$1.toml"
     fi
     # The "listening" line is INFO; calls log nothing above INFO on success.
-    RUST_LOG="${RUST_LOG:-warn,mcp_gateway=info}" \
-        "$bin" serve --config "$work/$1.toml" --log-format json 2>"$work/$1.log" &
+    # Run from the scratch directory: the default audit log is relative.
+    (cd "$work" && RUST_LOG="${RUST_LOG:-warn,mcp_gateway=info}" \
+        exec "$bin" serve --config "$work/$1.toml" --log-format json 2>"$work/$1.log") &
     gateway_pid=$!
     pids+=($!)
 }
