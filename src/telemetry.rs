@@ -19,9 +19,7 @@ const BUCKETS: [f64; 14] = [
 struct Series {
     ok: AtomicU64,
     error: AtomicU64,
-    /// Count per bucket (not cumulative); the last slot is +Inf.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_us: AtomicU64,
+    latency: Histogram,
 }
 
 /// (method, backend, decision, outcome)
@@ -66,18 +64,7 @@ impl Metrics {
         } else {
             series.error.fetch_add(1, Ordering::Relaxed);
         }
-        let secs = latency.as_secs_f64();
-        let slot = BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BUCKETS.len());
-        if let Some(b) = series.buckets.get(slot) {
-            b.fetch_add(1, Ordering::Relaxed);
-        }
-        series.sum_us.fetch_add(
-            latency.as_micros().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
+        series.latency.observe(latency);
     }
 
     /// Counts a decided message by method, backend, decision and outcome
@@ -137,45 +124,22 @@ impl Metrics {
                 );
             }
         }
-        out.push_str(
-            "# HELP mcp_gateway_request_duration_seconds Request latency through the gateway.\n",
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_request_duration_seconds Request latency through the gateway.\n\
+             # TYPE mcp_gateway_request_duration_seconds histogram"
         );
-        out.push_str("# TYPE mcp_gateway_request_duration_seconds histogram\n");
         for ((method, backend), s) in &map {
             let labels = format!(
                 "method=\"{}\",backend=\"{}\"",
                 escape(method),
                 escape(backend)
             );
-            let mut cumulative = 0u64;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += s
-                    .buckets
-                    .get(i)
-                    .map(|b| b.load(Ordering::Relaxed))
-                    .unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += s
-                .buckets
-                .get(BUCKETS.len())
-                .map(|b| b.load(Ordering::Relaxed))
-                .unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "mcp_gateway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
-            );
-            let _ = writeln!(
-                out,
-                "mcp_gateway_request_duration_seconds_sum{{{labels}}} {}",
-                s.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "mcp_gateway_request_duration_seconds_count{{{labels}}} {cumulative}"
+            s.latency.render(
+                &mut out,
+                "mcp_gateway_request_duration_seconds",
+                "",
+                &labels,
             );
         }
         let gauges = [
