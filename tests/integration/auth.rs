@@ -689,6 +689,7 @@ async fn sessions_are_bound_to_identity_not_to_a_token() {
     let echo = EchoHeaders::start();
     let gw = gateway("leeway_s = 0", &echo.backend_toml("echo", ""));
     let short = token(&["--ttl", "4", "--jti", "first"]);
+    let exp = claims_of(&short)["exp"].as_u64().expect("exp");
     let mut session = McpSession::initialize(
         &gw.url(),
         "2025-11-25",
@@ -757,7 +758,11 @@ async fn sessions_are_bound_to_identity_not_to_a_token() {
     let refreshed = token(&["--ttl", "600", "--jti", "second"]);
     let resp = post(with(&refreshed)).await;
     assert_eq!(resp.status, 200, "{resp:?}");
-    tokio::time::sleep(Duration::from_millis(4600)).await;
+    // The gateway rejects once the clock's whole second is past `exp`.
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(exp + 1);
+    if let Ok(wait) = expired_at.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    }
     assert_eq!(
         post(with(&short)).await.status,
         401,
