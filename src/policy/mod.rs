@@ -302,6 +302,14 @@ pub fn decide_with(
             "no policy is loaded: every request is denied".into(),
         );
     }
+    let action = load::action_key(call.method.action());
+    if let Some(ids) = set.unconditional(&action) {
+        return Decision {
+            allow: true,
+            reason: format!("permitted by {}", ids.join(", ")),
+            policies: ids.to_vec(),
+        };
+    }
     let request = match entities::build(snapshot, principal, call, ctx) {
         Ok(r) => r,
         Err(e) => {
@@ -312,7 +320,7 @@ pub fn decide_with(
             );
         }
     };
-    let policies = set.slice(&load::action_key(call.method.action()), &request.resource);
+    let policies = set.slice(&action, &request.resource);
     let response = authorizer.is_authorized(&request.request, policies, &request.entities);
     let diagnostics = response.diagnostics();
     let errors: Vec<(String, String)> = diagnostics
