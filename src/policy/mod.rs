@@ -388,9 +388,10 @@ impl ReloadError {
 
 impl PolicyEngine {
     /// Re-reads the config file `source` and its policies; swaps them in
-    /// only when all of it is valid. Backends and listeners are not
-    /// changed by a reload (they need a restart).
-    pub fn reload(&self, source: &str) -> Result<String, ReloadError> {
+    /// only when all of it is valid, and returns the summary with the new
+    /// config (for the other reloadable parts: limits). Backends and
+    /// listeners are not changed by a reload (they need a restart).
+    pub fn reload(&self, source: &str) -> Result<(String, crate::config::Config), ReloadError> {
         if source == crate::config::QUICKSTART_SOURCE {
             return Err(ReloadError::Quickstart);
         }
@@ -398,7 +399,7 @@ impl PolicyEngine {
         let snapshot = Snapshot::load(&config)?;
         let summary = snapshot.summary();
         self.replace(snapshot);
-        Ok(summary)
+        Ok((summary, config))
     }
 }
 #[cfg(test)]
