@@ -61,6 +61,9 @@ pub struct Metrics {
     backend_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
     /// Handshake-era sessions open now, by transport.
     sessions_by_transport: Mutex<BTreeMap<&'static str, i64>>,
+    /// Streams open now (SSE bodies and WebSocket connections), by
+    /// transport; kept by `StreamGauge`s.
+    streams_by_transport: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 impl Metrics {
@@ -377,6 +380,17 @@ impl Metrics {
         }
     }
 
+    /// Counts a stream as open until the returned guard is dropped.
+    pub fn stream_opened(self: &Arc<Self>, transport: &'static str) -> StreamGauge {
+        if let Ok(mut m) = self.streams_by_transport.lock() {
+            *m.entry(transport).or_default() += 1;
+        }
+        StreamGauge {
+            metrics: self.clone(),
+            transport,
+        }
+    }
+
     pub fn session_closed(&self, transport: &'static str) {
         if let Ok(mut m) = self.sessions_by_transport.lock() {
             *m.entry(transport).or_default() -= 1;
@@ -419,6 +433,32 @@ impl Metrics {
                     "mcp_gateway_sessions_by_transport{{transport=\"{transport}\"}} {n}"
                 );
             }
+        }
+        out.push_str(
+            "# HELP mcp_gateway_open_streams Streams open now (SSE responses and GET streams, WebSocket connections), by transport.\n\
+             # TYPE mcp_gateway_open_streams gauge\n",
+        );
+        if let Ok(m) = self.streams_by_transport.lock() {
+            for (transport, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_open_streams{{transport=\"{transport}\"}} {n}"
+                );
+            }
+        }
+    }
+}
+
+/// One open stream in `mcp_gateway_open_streams`, until dropped.
+pub struct StreamGauge {
+    metrics: Arc<Metrics>,
+    transport: &'static str,
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.metrics.streams_by_transport.lock() {
+            *m.entry(self.transport).or_default() -= 1;
         }
     }
 }

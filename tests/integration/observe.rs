@@ -1132,3 +1132,46 @@ async fn limits_change_with_hot_reload_and_unchanged_buckets_are_kept() {
         assert!(r["result"].is_object(), "raised limit: {r}");
     }
 }
+
+/// `mcp_gateway_open_streams` counts GET streams and WebSockets while they
+/// are open, per transport, and forgets them when they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_are_gauged_per_transport() {
+    use crate::util::front::WsClient;
+    let gw = Gateway::start(&format!("{}{}", listen(), demo_backend("demo")));
+    let metrics_url = format!("{}/metrics", gw.admin_url());
+    let gauge = async |transport: &str| {
+        let text = http::get(&metrics_url, &[]).await.body;
+        metric(
+            &text,
+            &format!("mcp_gateway_open_streams{{transport=\"{transport}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let settle = async |transport: &str, want: f64| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = gauge(transport).await;
+            if now == want || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let session = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
+    let stream = session.get_stream(None).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(settle("streamable_http", 1.0).await, 1.0);
+    let mut ws = WsClient::try_connect(
+        &format!("ws://{}/ws", gw.addr()),
+        &[("sec-websocket-protocol", "mcp")],
+    )
+    .await
+    .expect("websocket");
+    ws.initialize("2025-11-25").await;
+    assert_eq!(settle("websocket", 1.0).await, 1.0);
+    drop(stream);
+    drop(ws);
+    assert_eq!(settle("streamable_http", 0.0).await, 0.0);
+    assert_eq!(settle("websocket", 0.0).await, 0.0);
+}
