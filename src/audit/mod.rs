@@ -12,6 +12,7 @@
 
 pub mod chain;
 mod line;
+mod syslog;
 mod writer;
 
 use std::sync::Arc;

@@ -21,6 +21,7 @@ const MIN_BATCH: usize = 512;
 
 enum Sink {
     Stdout(std::io::Stdout),
+    Syslog(super::syslog::Syslog),
     File {
         path: PathBuf,
         file: std::io::BufWriter<File>,
@@ -48,6 +49,15 @@ pub(super) fn spawn(
 ) -> Result<(), AuditError> {
     let (sink, tail) = match &config.path {
         AuditPath::Stdout => (Sink::Stdout(std::io::stdout()), None),
+        AuditPath::Syslog { addr, checkpoint } => {
+            let (sink, tail) = super::syslog::Syslog::open(addr, checkpoint).map_err(|error| {
+                AuditError::Open {
+                    path: checkpoint.display().to_string(),
+                    error,
+                }
+            })?;
+            (Sink::Syslog(sink), tail)
+        }
         AuditPath::File(path) => {
             let open_error = |error| AuditError::Open {
                 path: path.display().to_string(),
@@ -209,6 +219,7 @@ impl Writer {
     fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
         match &mut self.sink {
             Sink::Stdout(out) => out.lock().write_all(line),
+            Sink::Syslog(syslog) => syslog.push(line),
             Sink::File { file, bytes, .. } => {
                 file.write_all(line)?;
                 *bytes += line.len() as u64;
@@ -225,9 +236,26 @@ impl Writer {
     }
 
     fn flush(&mut self) {
+        if let Sink::Syslog(syslog) = &mut self.sink {
+            // Never drop: retry until the collector has every frame, then
+            // move the checkpoint past them.
+            let mut delay = Duration::from_millis(100);
+            while let Err(e) = syslog.send() {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot send audit records to the syslog collector; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            if let Err(e) = syslog.checkpoint(self.seq, &self.prev_hash) {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot write the audit checkpoint");
+            }
+            return;
+        }
         let result = match &mut self.sink {
             Sink::Stdout(out) => out.lock().flush(),
             Sink::File { file, .. } => file.flush(),
+            Sink::Syslog(_) => Ok(()),
         };
         if let Err(e) = result {
             self.stats.write_errors.fetch_add(1, Ordering::Relaxed);

@@ -18,7 +18,24 @@ impl Converter<'_> {
                 self.problem("audit.path", "must name a file, or \"-\" for stdout");
                 AuditPath::Stdout
             }
-            p => AuditPath::File(PathBuf::from(p)),
+            p => match p.strip_prefix("syslog://") {
+                Some(addr) => {
+                    let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok()
+                    });
+                    if !valid {
+                        self.problem(
+                            "audit.path",
+                            "a syslog collector is \"syslog://HOST:PORT\" (TCP)",
+                        );
+                    }
+                    AuditPath::Syslog {
+                        addr: addr.to_owned(),
+                        checkpoint: PathBuf::from(&raw.checkpoint),
+                    }
+                }
+                None => AuditPath::File(PathBuf::from(p)),
+            },
         };
         AuditConfig {
             path,

@@ -337,6 +337,12 @@ pub struct LimitRule {
 pub enum AuditPath {
     Stdout,
     File(std::path::PathBuf),
+    /// A syslog collector over TCP (`host:port`), the chain's position
+    /// kept in `checkpoint`.
+    Syslog {
+        addr: String,
+        checkpoint: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -769,7 +769,8 @@ pub(crate) struct RawLimitMatch {
 #[schemars(rename = "Audit")]
 pub(crate) struct RawAudit {
     /// The audit log file (JSON Lines), relative to the working directory;
-    /// `"-"` for stdout.
+    /// `"-"` for stdout; `"syslog://HOST:PORT"` for a syslog collector over
+    /// TCP (RFC 5424 messages, octet-counted framing).
     #[serde(default = "default_audit_path")]
     pub path: String,
     /// When records reach the disk.
@@ -787,6 +788,14 @@ pub(crate) struct RawAudit {
     #[serde(default = "default_audit_queue")]
     #[schemars(range(min = 1))]
     pub queue_depth: u64,
+    /// With a syslog `path`: the file keeping the chain's last `seq` and
+    /// `hash`, so the chain continues across restarts.
+    #[serde(default = "default_audit_checkpoint")]
+    pub checkpoint: String,
+}
+
+fn default_audit_checkpoint() -> String {
+    "audit.checkpoint".into()
 }
 
 impl Default for RawAudit {
@@ -797,6 +806,7 @@ impl Default for RawAudit {
             redact_arguments: true,
             rotate_bytes: None,
             queue_depth: default_audit_queue(),
+            checkpoint: default_audit_checkpoint(),
         }
     }
 }

@@ -1175,3 +1175,166 @@ async fn open_streams_are_gauged_per_transport() {
     assert_eq!(settle("streamable_http", 0.0).await, 0.0);
     assert_eq!(settle("websocket", 0.0).await, 0.0);
 }
+
+/// A syslog collector on loopback: every byte of every connection, in order.
+struct SyslogCollector {
+    addr: String,
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl SyslogCollector {
+    fn start() -> SyslogCollector {
+        SyslogCollector::on(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+    }
+
+    fn on(listener: std::net::TcpListener) -> SyslogCollector {
+        let addr = listener.local_addr().expect("addr").to_string();
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = bytes.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut conn = conn;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = std::io::Read::read(&mut conn, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        SyslogCollector { addr, bytes }
+    }
+
+    /// The messages received (octet-counted RFC 5424 frames): the JSON of
+    /// each, after checking its header.
+    fn records(&self) -> Vec<String> {
+        let got = self.bytes.lock().unwrap().clone();
+        let mut rest = &got[..];
+        let mut out = Vec::new();
+        while let Some(space) = rest.iter().position(|b| *b == b' ') {
+            let len: usize = std::str::from_utf8(&rest[..space])
+                .unwrap()
+                .parse()
+                .unwrap();
+            if rest.len() < space + 1 + len {
+                break;
+            }
+            let frame = std::str::from_utf8(&rest[space + 1..space + 1 + len]).unwrap();
+            let fields: Vec<&str> = frame.splitn(8, ' ').collect();
+            assert_eq!(
+                (fields[0], fields[3], fields[5], fields[6]),
+                ("<110>1", "mcp-gateway", "audit", "-"),
+                "{frame}"
+            );
+            out.push(fields[7].to_owned());
+            rest = &rest[space + 1 + len..];
+        }
+        out
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        while self.records().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.records()
+    }
+}
+
+/// `path = "syslog://…"` sends every record to a syslog collector over
+/// TCP; the chain continues across a restart through the checkpoint, and
+/// what the collector holds verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_sink_delivers_a_chain_that_verifies_across_restarts() {
+    let collector = SyslogCollector::start();
+    let dir = crate::util::TestDir::new("audit-syslog");
+    let checkpoint = dir.path().join("audit.checkpoint");
+    let config = format!(
+        "{}[audit]\npath = \"syslog://{}\"\ncheckpoint = {}\n{}",
+        listen(),
+        collector.addr,
+        crate::util::servers::toml_string(&checkpoint.display().to_string()),
+        demo_backend("demo"),
+    );
+    let mut expected = 0;
+    for _run in 0..2 {
+        let gw = Gateway::start(&config);
+        let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
+        for i in 0..3 {
+            let r = s
+                .request(
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
+                )
+                .await;
+            assert!(r["result"].is_object(), "{r}");
+        }
+        expected += 4;
+        assert_eq!(collector.wait_for(expected).len(), expected);
+        let pid = gw.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        gw.wait_for_log(WAIT, |l| l["fields"]["message"] == "stopped");
+    }
+    let lines = collector.records();
+    assert_eq!(lines.len(), 8);
+    let file = dir.write("collected.jsonl", &(lines.join("\n") + "\n"));
+    let (ok, out) = verify(&[], std::slice::from_ref(&file));
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: 8 records"), "{out}");
+    assert_schema_valid(&[file]);
+    let last: Value = serde_json::from_str(&lines[7]).unwrap();
+    let saved = std::fs::read_to_string(&checkpoint).unwrap();
+    assert_eq!(
+        saved.trim(),
+        format!("8 {}", last["hash"].as_str().unwrap())
+    );
+}
+
+/// Records written while the collector is down wait (and retry) rather
+/// than vanish: they all arrive once it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_sink_keeps_records_while_the_collector_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = crate::util::TestDir::new("audit-syslog-down");
+    let config = format!(
+        "{}[audit]\npath = \"syslog://127.0.0.1:{port}\"\ncheckpoint = {}\n{}",
+        listen(),
+        crate::util::servers::toml_string(&dir.path().join("cp").display().to_string()),
+        demo_backend("demo"),
+    );
+    let gw = Gateway::start(&config);
+    let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
+    for i in 0..3 {
+        let r = s
+            .request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
+            )
+            .await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
+    let collector = SyslogCollector::on(listener);
+    let lines = collector.wait_for(4);
+    assert_eq!(
+        lines.len(),
+        4,
+        "every record arrives once the collector is up"
+    );
+    let file = dir.write("collected.jsonl", &(lines.join("\n") + "\n"));
+    let (ok, out) = verify(&[], std::slice::from_ref(&file));
+    assert!(ok, "{out}");
+    let text = http::get(&format!("{}/metrics", gw.admin_url()), &[])
+        .await
+        .body;
+    assert!(
+        metric(&text, "mcp_gateway_audit_write_errors_total").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+}
