@@ -189,6 +189,14 @@ impl Snapshot {
         })
     }
 
+    /// The set deciding for sessions of `route` (a `[[routes]]` entry with
+    /// its own `policy_files`), else the default set.
+    pub fn set_for(&self, route: Option<&str>) -> &Compiled {
+        route
+            .and_then(|r| self.route_sets.get(r))
+            .unwrap_or(&self.default)
+    }
+
     /// How many policies are loaded, over every set.
     pub fn policy_count(&self) -> usize {
         self.default.len() + self.route_sets.values().map(Compiled::len).sum::<usize>()
@@ -278,6 +286,17 @@ impl PolicyEngine {
         self.live.store(Arc::new(snapshot));
     }
 
+    /// Whether the set in force for `route` permits every request of
+    /// `action` without a condition (nothing about the request is read).
+    pub fn permits_any(&self, action: &str, route: Option<&str>) -> bool {
+        let snapshot = self.live.load();
+        snapshot.configured
+            && snapshot
+                .set_for(route)
+                .unconditional(&load::action_key(action))
+                .is_some()
+    }
+
     pub fn decide(&self, principal: &Principal, call: &Call, ctx: &Context) -> Decision {
         let snapshot = self.live.load();
         decide_with(&self.authorizer, &snapshot, principal, call, ctx)
@@ -292,10 +311,7 @@ pub fn decide_with(
     call: &Call,
     ctx: &Context,
 ) -> Decision {
-    let set = match &ctx.route {
-        Some(route) => snapshot.route_sets.get(route).unwrap_or(&snapshot.default),
-        None => &snapshot.default,
-    };
+    let set = snapshot.set_for(ctx.route.as_deref());
     if !snapshot.configured || set.is_empty() {
         return Decision::deny(
             Vec::new(),

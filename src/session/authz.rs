@@ -18,6 +18,8 @@ use crate::router::Route;
 
 /// At most this many `tools/list` pages are read to learn annotations.
 const MAX_CATALOG_PAGES: usize = 20;
+/// Most tools whose annotations one session remembers.
+const MAX_REMEMBERED_TOOLS: usize = 10_000;
 
 /// (upstream index, the backend's own tool name) → annotations.
 pub type ToolCatalog = HashMap<(usize, String), ToolFacts>;
@@ -64,7 +66,13 @@ pub(super) async fn decide(
         if let Some((index, own)) = session.route.resolve_name(name) {
             ctx.backend = Some(session.upstream_name(index).to_owned());
             ctx.name = Some(own.to_owned());
-            if call.method == Method::ToolsCall {
+            // Annotations come from the backend's tools/list: not asked for
+            // when the policies in force permit every call unconditionally.
+            if call.method == Method::ToolsCall
+                && !gw
+                    .policy
+                    .permits_any(Method::ToolsCall.action(), ctx.route.as_deref())
+            {
                 ctx.tool = Some(tool_facts(session, index, own, out).await);
                 if gw.policy.snapshot().expose_arguments {
                     ctx.arguments = mcp::meta::params_object(env.params.as_deref())
@@ -197,7 +205,20 @@ async fn tool_facts(session: &Arc<Session>, index: usize, own: &str, out: &Out) 
             break;
         }
     }
-    known(session, &key).unwrap_or_default()
+    match known(session, &key) {
+        Some(facts) => facts,
+        None => {
+            // Not listed: the spec's defaults, remembered (up to a bound) so
+            // calls of unknown names do not each page through the list.
+            let facts = ToolFacts::default();
+            if let Ok(mut catalog) = session.tool_facts.lock()
+                && catalog.len() < MAX_REMEMBERED_TOOLS
+            {
+                catalog.insert(key, facts);
+            }
+            facts
+        }
+    }
 }
 
 fn known(session: &Session, key: &(usize, String)) -> Option<ToolFacts> {

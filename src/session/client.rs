@@ -997,6 +997,12 @@ impl Session {
                 // The merged lists are re-read on the next list; the
                 // notification itself goes on to the client.
                 self.catalog.invalidate(&method);
+                if method == "notifications/tools/list_changed"
+                    && let Ok(mut facts) = self.tool_facts.lock()
+                {
+                    // Annotations may have changed: learned again when needed.
+                    facts.clear();
+                }
                 if method == "notifications/message"
                     && self.client.era == Era::Stateless
                     && out.is_none()

@@ -679,3 +679,63 @@ async fn authz_context_carries_origin_remote_addr_and_client_name() {
     assert_eq!(rpc["error"]["code"], -32003, "{rpc}");
     assert_eq!(vault.wait_tool_calls(1), 1);
 }
+
+/// Tool annotations come from the backend's `tools/list`: it is not asked
+/// for when the policies permit every call unconditionally, asked once when
+/// a policy reads them, and a name the list does not hold is remembered
+/// (calls of unknown names do not each page through the list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_annotations_are_fetched_only_when_policies_read_them() {
+    let lists = |backend: &EchoHeaders| {
+        backend
+            .requests()
+            .iter()
+            .filter(|r| r["method"] == "tools/list")
+            .count()
+    };
+    let gateway_for = |backend: &EchoHeaders, policy: &str| {
+        Gateway::builder(&format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{}\n\
+             [policy]\nfiles = [\"p.cedar\"]\n",
+            backend.backend_toml("vault", "")
+        ))
+        .file("p.cedar", policy)
+        .start()
+    };
+    let echo = json!({"name": "echo", "arguments": {"message": "m"}});
+
+    let allow_all = EchoHeaders::start();
+    let gw = gateway_for(&allow_all, ALLOW);
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    for _ in 0..2 {
+        let r = s.request("tools/call", echo.clone()).await;
+        assert_eq!(r["result"]["content"][0]["text"], "m", "{r}");
+    }
+    assert_eq!(allow_all.wait_tool_calls(2), 2);
+    assert_eq!(lists(&allow_all), 0, "{:?}", allow_all.requests());
+
+    let reading = EchoHeaders::start();
+    let gw = gateway_for(
+        &reading,
+        "@id(\"allow\") permit(principal, action, resource);\n\
+         @id(\"no-destructive\") forbid(principal, action == Mcp::Action::\"tools/call\", resource is Mcp::Tool)\n\
+         when { resource.destructive && !principal.scopes.contains(\"x\") };\n",
+    );
+    let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
+    for _ in 0..3 {
+        let r = s
+            .request(
+                "tools/call",
+                json!({"name": "no-such-tool", "arguments": {}}),
+            )
+            .await;
+        // Not listed: the spec's default annotations (destructive) apply.
+        assert_eq!(r["error"]["code"], -32003, "{r}");
+    }
+    let r = s.request("tools/call", echo.clone()).await;
+    assert_eq!(
+        r["error"]["code"], -32003,
+        "the vault's tools are unannotated: {r}"
+    );
+    assert_eq!(lists(&reading), 1, "{:?}", reading.requests());
+}
