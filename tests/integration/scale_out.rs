@@ -825,3 +825,136 @@ async fn shared_limits_fail_closed_or_fall_back_to_local_buckets() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// --- audit across replicas -----------------------------------------------------
+
+/// `mcp-gateway audit verify FILES...` → (success, stdout + stderr).
+fn audit_verify(files: &[std::path::PathBuf]) -> (bool, String) {
+    let out = std::process::Command::new(crate::util::gateway::gateway_bin())
+        .args(["audit", "verify"])
+        .args(files)
+        .output()
+        .expect("audit verify runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Three replicas behind HAProxy, each with its own audit log (one rotated
+/// into several files): every record names its replica, `audit verify`
+/// given all the files finds one chain per replica, and one edited line
+/// in one replica's file fails at that file and line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_logs_of_three_replicas_verify_as_one_chain_each() {
+    let redis = RedisServer::start();
+    let echo = EchoHeaders::start();
+    let shared = prefix("audit-replicas");
+    let replicas: Vec<Gateway> = (1..=3)
+        .map(|i| {
+            let audit = if i == 2 {
+                "[audit]\npath = \"audit.jsonl\"\nfsync = \"always\"\nrotate_bytes = 1500"
+            } else {
+                "[audit]\npath = \"audit.jsonl\"\nfsync = \"always\""
+            };
+            open_replica(
+                &redis.url(),
+                &echo,
+                &format!("{shared}\nreplica_id = \"gw-{i}\""),
+                audit,
+            )
+        })
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    let (lb, url) = haproxy(&replicas);
+    let sent = 18;
+    for i in 0..sent {
+        let resp = modern_request(
+            &url,
+            i,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "hi"}}),
+            &[],
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+    }
+    drop(lb);
+    // SIGTERM: each replica writes and syncs its queue before it exits.
+    for gw in &replicas {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &gw.pid().to_string()])
+            .status();
+        gw.wait_for_log(SETTLE, |l| l["fields"]["message"] == "stopped");
+    }
+    let mut files = Vec::new();
+    let mut per_replica = Vec::new();
+    for (i, gw) in replicas.iter().enumerate() {
+        let mut mine: Vec<std::path::PathBuf> = std::fs::read_dir(gw.dir())
+            .expect("replica dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("audit.jsonl"))
+            })
+            .collect();
+        mine.sort();
+        let mut records = 0;
+        for file in &mine {
+            for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+                let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+                assert_eq!(record["replica"], format!("gw-{}", i + 1), "{line}");
+                records += 1;
+            }
+        }
+        per_replica.push(records);
+        files.extend(mine);
+    }
+    assert_eq!(
+        per_replica.iter().sum::<usize>(),
+        sent as usize,
+        "{per_replica:?}"
+    );
+    assert!(per_replica.iter().all(|n| *n > 0), "{per_replica:?}");
+    let rotated: Vec<std::path::PathBuf> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e != "jsonl"))
+        .cloned()
+        .collect();
+    assert!(!rotated.is_empty(), "replica 2 rotated its log: {files:?}");
+
+    // Given in any order: one chain per replica.
+    files.reverse();
+    let (ok, out) = audit_verify(&files);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("ok: 3 chains (one per replica), {sent} records")),
+        "{out}"
+    );
+    for i in 1..=3 {
+        assert!(out.contains(&format!("replica gw-{i}")), "{out}");
+    }
+
+    // One edited line (the second of replica 2's first rotated file).
+    let victim = rotated[0].clone();
+    let text = std::fs::read_to_string(&victim).expect("rotated file");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert!(lines.len() >= 2, "{victim:?} holds {} records", lines.len());
+    let mut record: serde_json::Value = serde_json::from_str(&lines[1]).expect("record");
+    record["sub"] = json!("someone-else");
+    lines[1] = record.to_string();
+    std::fs::write(&victim, lines.join("\n") + "\n").expect("write");
+    let (ok, out) = audit_verify(&files);
+    assert!(!ok, "the edit went unnoticed: {out}");
+    assert!(
+        out.contains(&format!("{}:2: hash does not match", victim.display())),
+        "{out}"
+    );
+}
