@@ -47,6 +47,9 @@ start_demo demo
 demo_pid=$!
 backend="$(demo_url demo)"
 
+# One policy file written before any gateway starts (start_gateway would
+# rewrite its own allow-all for each gateway while earlier ones read it).
+printf '@id("allow-all")\npermit(principal, action, resource);\n' >"$work/replicas-allow-all.cedar"
 export BENCH_JWT_SECRET="bench-secret-0123456789-0123456789-abcdef"
 issuer="https://idp.bench.invalid"
 audience="https://gateway.bench.invalid/mcp"
@@ -59,7 +62,9 @@ mode = \"jwt\"
 issuer = \"$issuer\"
 audience = \"$audience\"
 algorithms = [\"HS256\"]
-hs256_secret_env = \"BENCH_JWT_SECRET\""
+hs256_secret_env = \"BENCH_JWT_SECRET\"
+[policy]
+files = [\"$work/replicas-allow-all.cedar\"]"
 limits="[limits]
 per_principal = { per_second = 1000000, burst = 1000000 }
 per_agent = { per_second = 1000000, burst = 1000000 }
@@ -121,6 +126,17 @@ sleep 2
 
 token="$("$bin" token mint --sub bench-user --iss "$issuer" --aud "$audience" --ttl 3600 \
     --hs256-secret-env BENCH_JWT_SECRET 2>/dev/null)"
+
+# Every setup answers before anything is measured (a replica that could not
+# start properly would otherwise show up as errors in one row only).
+for target in "${url[mem]}" "${url[redis0]}" "${url[redis1]}" "http://127.0.0.1:$lb_port/mcp"; do
+    check="$("$bin" bench --url "$target" --era stateless --concurrency 3 --duration-s 0.5 --warmup-s 0 \
+        --tool echo --args '{"message":"hi"}' --header "Authorization: Bearer $token" --json 2>&1 | tail -1)"
+    if [[ "$(field errors "$check")" != 0 ]]; then
+        echo "$(basename "$0"): $target does not answer calls: $check" >&2
+        exit 1
+    fi
+done
 
 clock_ticks="$(getconf CLK_TCK)"
 process_cpu_s() { awk -v hz="$clock_ticks" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
