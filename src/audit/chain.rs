@@ -6,7 +6,6 @@
 //! does. The first record of a log has `seq` 1 and a `prev_hash` of 64
 //! zeros; each next record has `seq` + 1 and the previous record's `hash`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -17,61 +16,66 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Canonical JSON of `value` (keys sorted, no whitespace).
 pub fn canonical(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(value, &mut out);
-    out
+    // Only serde_json's (UTF-8) output and ASCII punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => write_object(map, None, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out);
             }
-            out.push(']');
+            out.push(b']');
         }
+        // Scalars as serde_json writes them compactly; writing to a Vec
+        // cannot fail.
         other => {
-            let _ = write!(out, "{other}");
+            let _ = serde_json::to_writer(&mut *out, other);
         }
     }
 }
 
 /// An object with sorted keys, leaving `skip` out.
-fn write_object(map: &Map<String, Value>, skip: Option<&str>, out: &mut String) {
+fn write_object(map: &Map<String, Value>, skip: Option<&str>, out: &mut Vec<u8>) {
     let mut entries: Vec<(&String, &Value)> = map
         .iter()
         .filter(|(k, _)| Some(k.as_str()) != skip)
         .collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
+    out.push(b'{');
     for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        let _ = write!(out, "{}", Value::from(k.as_str()));
-        out.push(':');
+        let _ = serde_json::to_writer(&mut *out, k.as_str());
+        out.push(b':');
         write_canonical(v, out);
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 /// Hex SHA-256 of arbitrary JSON in canonical form (`args_sha256`).
 pub fn sha256_canonical(value: &Value) -> String {
-    hex::encode(Sha256::digest(canonical(value).as_bytes()))
+    let mut text = Vec::with_capacity(256);
+    write_canonical(value, &mut text);
+    hex::encode(Sha256::digest(&text))
 }
 
 /// The `hash` of `record` (its own `hash` key, if any, is ignored).
 pub fn record_hash(prev_hash: &str, record: &Map<String, Value>) -> String {
-    let mut text = String::with_capacity(1024);
+    let mut text = Vec::with_capacity(1024);
     write_object(record, Some("hash"), &mut text);
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
-    hasher.update(text.as_bytes());
+    hasher.update(&text);
     hex::encode(hasher.finalize())
 }
 
@@ -567,5 +571,26 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn hashes_of_existing_logs_stay_the_same() {
+        // Pinned: a change to the canonical form would break every chain
+        // written before it.
+        let mut r = Map::new();
+        r.insert("seq".into(), 1.into());
+        r.insert("reason".into(), "quote \" tab \t ctl \u{1} é 1.5".into());
+        r.insert("latency_us".into(), 1234.into());
+        r.insert("policies".into(), serde_json::json!(["a", "b"]));
+        r.insert("error_code".into(), (-32003).into());
+        r.insert("ratio".into(), 0.25.into());
+        assert_eq!(
+            canonical(&Value::Object(r.clone())),
+            r#"{"error_code":-32003,"latency_us":1234,"policies":["a","b"],"ratio":0.25,"reason":"quote \" tab \t ctl \u0001 é 1.5","seq":1}"#
+        );
+        assert_eq!(
+            record_hash(GENESIS, &r),
+            "f8af933ba388a6d0a8d37dc14ceca130db6216777ac93c8553502d554e309550"
+        );
     }
 }

@@ -11,12 +11,13 @@
 //! everything queued before it is written: shutdown calls it last.
 
 pub mod chain;
+mod line;
 mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Principal;
@@ -59,7 +60,7 @@ pub enum AuditError {
 }
 
 enum Entry {
-    Record(Box<Map<String, Value>>),
+    Record(Box<line::Fields>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -222,17 +223,21 @@ impl AuditSink {
         );
     }
 
-    /// The record as a JSON object in CONTRACT.md's field order; `seq`,
-    /// `prev_hash` and `hash` are filled in by the writer.
-    fn line(&self, r: &Record, outcome: Outcome, latency_us: u64) -> Map<String, Value> {
+    /// The record's fields; `seq`, `prev_hash` and `hash` are filled in by
+    /// the writer.
+    fn line(&self, r: &Record, outcome: Outcome, latency_us: u64) -> line::Fields {
         let ts = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let (target_name, kind) = match &r.call.target {
-            Target::None => (None, "none"),
-            t @ (Target::Tool(n) | Target::Resource(n) | Target::Prompt(n)) => {
-                (Some(n.clone()), t.kind())
-            }
+        let target = match &r.call.target {
+            Target::None => line::Target {
+                kind: "none",
+                name: None,
+            },
+            t @ (Target::Tool(n) | Target::Resource(n) | Target::Prompt(n)) => line::Target {
+                kind: t.kind(),
+                name: Some(n.clone()),
+            },
         };
         let (outcome_name, error_code) = match outcome {
             Outcome::Ok => ("ok", None),
@@ -240,48 +245,37 @@ impl AuditSink {
             Outcome::Timeout => ("timeout", Some(crate::mcp::code::BACKEND_TIMEOUT)),
             Outcome::Cancelled => ("cancelled", None),
         };
+        let (args_sha256, arguments) = match (&r.arguments, self.redact) {
+            (Some(args), true) => (Some(chain::sha256_canonical(args)), None),
+            (Some(args), false) => (None, Some(args.clone())),
+            (None, _) => (None, None),
+        };
         let p = &r.principal;
-        let mut m = Map::new();
-        m.insert("ts".into(), ts.into());
-        m.insert("seq".into(), Value::Null);
-        m.insert("prev_hash".into(), Value::Null);
-        m.insert("hash".into(), Value::Null);
-        m.insert("request_id".into(), json!(r.request_id));
-        m.insert("session_id".into(), json!(r.session_id));
-        m.insert("transport".into(), r.transport.into());
-        m.insert("tenant".into(), json!(p.tenant));
-        m.insert("sub".into(), p.sub.clone().into());
-        m.insert("client_id".into(), json!(p.client_id));
-        m.insert("actors".into(), json!(p.actors));
-        m.insert("auth".into(), p.auth.into());
-        m.insert("method".into(), r.method.clone().into());
-        m.insert("target".into(), json!({"kind": kind, "name": target_name}));
-        m.insert("backend".into(), json!(r.backend));
-        m.insert(
-            "decision".into(),
-            if r.decision.allow { "allow" } else { "deny" }.into(),
-        );
-        m.insert("policies".into(), json!(r.decision.policies));
-        m.insert("reason".into(), r.decision.reason.clone().into());
-        m.insert("outcome".into(), outcome_name.into());
-        m.insert("error_code".into(), json!(error_code));
-        m.insert("latency_us".into(), latency_us.into());
-        match (&r.arguments, self.redact) {
-            (Some(args), true) => {
-                m.insert("args_sha256".into(), chain::sha256_canonical(args).into());
-            }
-            (Some(args), false) => {
-                m.insert("args_sha256".into(), Value::Null);
-                m.insert("arguments".into(), args.clone());
-            }
-            (None, _) => {
-                m.insert("args_sha256".into(), Value::Null);
-            }
+        line::Fields {
+            ts,
+            request_id: r.request_id.clone(),
+            session_id: r.session_id.clone(),
+            transport: r.transport,
+            tenant: p.tenant.clone(),
+            sub: p.sub.clone(),
+            client_id: p.client_id.clone(),
+            actors: p.actors.clone(),
+            auth: p.auth,
+            method: r.method.clone(),
+            target,
+            backend: r.backend.clone(),
+            decision: if r.decision.allow { "allow" } else { "deny" },
+            policies: r.decision.policies.clone(),
+            reason: r.decision.reason.clone(),
+            outcome: outcome_name,
+            error_code,
+            latency_us,
+            args_sha256,
+            arguments,
+            origin: r.origin.clone(),
+            remote_addr: r.remote_addr.clone(),
+            replica: self.replica.clone(),
         }
-        m.insert("origin".into(), json!(r.origin));
-        m.insert("remote_addr".into(), json!(r.remote_addr));
-        m.insert("replica".into(), Value::from(&*self.replica));
-        m
     }
 }
 

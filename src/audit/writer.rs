@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, GENESIS};
@@ -184,21 +183,10 @@ impl Writer {
         );
     }
 
-    fn write_record(&mut self, mut record: serde_json::Map<String, Value>) {
+    fn write_record(&mut self, record: super::line::Fields) {
         let seq = self.seq + 1;
-        record.insert("seq".into(), seq.into());
-        record.insert("prev_hash".into(), self.prev_hash.clone().into());
-        let hash = chain::record_hash(&self.prev_hash, &record);
-        record.insert("hash".into(), hash.clone().into());
-        let mut line = match serde_json::to_vec(&record) {
-            Ok(l) => l,
-            Err(e) => {
-                // A map of JSON values always serializes; keep the chain whole anyway.
-                tracing::error!(error = %e, "audit record not serializable");
-                return;
-            }
-        };
-        line.push(b'\n');
+        let hash = record.hash(seq, &self.prev_hash);
+        let line = record.written(seq, &self.prev_hash, &hash);
         self.rotate_if_needed(line.len() as u64);
         let mut delay = Duration::from_millis(100);
         // Never drop: a failing sink blocks the writer (and, through the

@@ -717,12 +717,7 @@ impl Connection {
                 return Some(raw);
             }
         }
-        let has_version = params
-            .as_deref()
-            .map(mcp::ParamsProbe::parse)
-            .and_then(|p| p.meta)
-            .is_some_and(|m| m.protocol_version.is_some());
-        if has_version {
+        if mcp::has_meta_version(params.as_deref()) {
             return params;
         }
         let p = &self.inner.params;

@@ -73,20 +73,24 @@ impl HttpLink {
             req = req.header("mcp-protocol-version", mcp::V2026);
             if !method.is_empty() {
                 req = req.header("mcp-method", method);
+                let probe = env
+                    .params
+                    .as_deref()
+                    .map(mcp::NameProbe::parse)
+                    .unwrap_or_default();
                 if let Some(param) = mcp::Method::parse(method).name_param()
-                    && let Some(value) = env.params.as_deref().and_then(|p| {
-                        let probe = mcp::ParamsProbe::parse(p);
-                        if param == "uri" {
-                            probe.uri
-                        } else {
-                            probe.name
-                        }
-                    })
+                    && let Some(value) = if param == "uri" {
+                        &probe.uri
+                    } else {
+                        &probe.name
+                    }
                 {
-                    req = req.header("mcp-name", encode_header_value(&value));
+                    req = req.header("mcp-name", encode_header_value(value));
                 }
-                if method == "tools/call" {
-                    req = with_param_headers(req, inner, env);
+                if method == "tools/call"
+                    && let Some(name) = &probe.name
+                {
+                    req = with_param_headers(req, inner, env, name);
                 }
             }
         } else {
@@ -331,16 +335,10 @@ fn with_param_headers(
     mut req: reqwest::RequestBuilder,
     inner: &Inner,
     env: &Envelope,
+    name: &str,
 ) -> reqwest::RequestBuilder {
-    let Some(name) = env
-        .params
-        .as_deref()
-        .and_then(|p| mcp::ParamsProbe::parse(p).name)
-    else {
-        return req;
-    };
     // Most tools declare nothing: then the arguments are never parsed.
-    let declared = inner.tool_headers.get(&name);
+    let declared = inner.tool_headers.get(name);
     if declared.is_empty() {
         return req;
     }

@@ -204,11 +204,7 @@ fn is_stateless(headers: &HeaderMap, env: &Envelope) -> bool {
     if header_str(headers, "mcp-protocol-version").is_some_and(|v| !mcp::is_handshake_version(v)) {
         return true;
     }
-    env.params
-        .as_deref()
-        .map(mcp::ParamsProbe::parse)
-        .and_then(|p| p.meta)
-        .is_some_and(|m| m.protocol_version.is_some())
+    mcp::has_meta_version(env.params.as_deref())
 }
 
 async fn initialize(s: AppState, principal: Principal, route: Route, env: Envelope) -> Response {
@@ -385,7 +381,7 @@ fn check_param_headers(route: &Route, headers: &HeaderMap, env: &Envelope) -> Re
     let Some(name) = env
         .params
         .as_deref()
-        .map(mcp::ParamsProbe::parse)
+        .map(mcp::NameProbe::parse)
         .and_then(|p| p.name)
     else {
         return Ok(());

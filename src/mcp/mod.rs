@@ -211,6 +211,43 @@ impl ParamsProbe {
     }
 }
 
+/// `name` and `uri` of params, borrowed from the text where they need no
+/// unescaping; everything else is skipped. For the paths that need only
+/// these (headers, tool resolution).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct NameProbe<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub uri: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> NameProbe<'a> {
+    pub fn parse(params: &'a serde_json::value::RawValue) -> NameProbe<'a> {
+        serde_json::from_str(params.get()).unwrap_or_default()
+    }
+}
+
+/// Whether params' `_meta` carries a protocol version (the 2026-07-28
+/// envelope); nothing is copied.
+pub fn has_meta_version(params: Option<&serde_json::value::RawValue>) -> bool {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, default, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<&'a RawValue>,
+    }
+    params
+        .and_then(|p| serde_json::from_str::<Params>(p.get()).ok())
+        .and_then(|p| p.meta)
+        .is_some_and(|m| m.version.is_some())
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct CompletionRef {
     #[serde(rename = "type", default)]

@@ -33,8 +33,32 @@ pub struct Built {
     pub resource: String,
 }
 
+/// The schema's entity types, parsed once per process (Cedar parses a type
+/// name with its full grammar).
+const KINDS: [&str; 7] = [
+    "Mcp::Tenant",
+    "Mcp::Principal",
+    "Mcp::Backend",
+    "Mcp::Tool",
+    "Mcp::Resource",
+    "Mcp::Prompt",
+    "Mcp::Arguments",
+];
+
+static TYPE_NAMES: std::sync::LazyLock<Vec<Option<EntityTypeName>>> =
+    std::sync::LazyLock::new(|| {
+        KINDS
+            .iter()
+            .map(|k| EntityTypeName::from_str(k).ok())
+            .collect()
+    });
+
 fn uid(kind: &str, id: &str) -> Result<EntityUid, EntityError> {
-    let name = EntityTypeName::from_str(kind).map_err(|_| EntityError::Type(kind.to_owned()))?;
+    let name = match KINDS.iter().position(|k| *k == kind) {
+        Some(i) => TYPE_NAMES.get(i).cloned().flatten(),
+        None => EntityTypeName::from_str(kind).ok(),
+    }
+    .ok_or_else(|| EntityError::Type(kind.to_owned()))?;
     Ok(EntityUid::from_type_name_and_id(name, EntityId::new(id)))
 }
 

@@ -101,6 +101,25 @@ pub struct Slices {
     /// Exact resource (as Cedar prints its uid) → `general` plus the
     /// policies naming that resource.
     pub by_resource: HashMap<String, PolicySet>,
+    /// When `general` holds only `permit`s with no condition on principal,
+    /// resource, `when` or `unless` (an allow-all), and no policy names an
+    /// exact resource: their ids. Cedar would allow any request with
+    /// exactly these reasons, so the decision needs no request built.
+    pub unconditional: Option<Vec<String>>,
+}
+
+/// The ids of `policies` when every one is a permit that holds for any
+/// request of its action; `None` otherwise (and for an empty set).
+fn unconditional_permits(policies: &[cedar_policy::Policy]) -> Option<Vec<String>> {
+    use cedar_policy::{Effect, PrincipalConstraint, ResourceConstraint};
+    let always = |p: &cedar_policy::Policy| {
+        p.effect() == Effect::Permit
+            && !p.has_non_scope_constraint()
+            && matches!(p.principal_constraint(), PrincipalConstraint::Any)
+            && matches!(p.resource_constraint(), ResourceConstraint::Any)
+    };
+    (!policies.is_empty() && policies.iter().all(always))
+        .then(|| policies.iter().map(|p| p.id().to_string()).collect())
 }
 
 /// Every action of the schema, as Cedar prints its uid.
@@ -127,6 +146,12 @@ pub fn action_key(action: &str) -> String {
 impl Compiled {
     /// The policies that can decide `action` on `resource` (both as Cedar
     /// prints their uids); the whole set when the action is not indexed.
+    /// The ids that allow any request of `action` without evaluating it
+    /// (see `Slices::unconditional`).
+    pub fn unconditional(&self, action: &str) -> Option<&[String]> {
+        self.index.get(action)?.unconditional.as_deref()
+    }
+
     pub fn slice(&self, action: &str, resource: &str) -> &PolicySet {
         match self.index.get(action) {
             Some(s) => s.by_resource.get(resource).unwrap_or(&s.general),
@@ -163,11 +188,17 @@ impl Compiled {
         let mut index = HashMap::new();
         for action in ACTIONS.iter().map(|a| action_key(a)) {
             let base = general.remove(&action).unwrap_or_default();
+            let exact = exact.remove(&action).unwrap_or_default();
+            let general = PolicySet::from_policies(base.clone()).unwrap_or_default();
             let mut slices = Slices {
-                general: PolicySet::from_policies(base.clone()).unwrap_or_default(),
+                // Only when the set built: a failed one is empty and denies.
+                unconditional: (exact.is_empty() && general.policies().count() == base.len())
+                    .then(|| unconditional_permits(&base))
+                    .flatten(),
+                general,
                 by_resource: HashMap::new(),
             };
-            for (resource, extra) in exact.remove(&action).unwrap_or_default() {
+            for (resource, extra) in exact {
                 let all = base.iter().cloned().chain(extra);
                 if let Ok(set) = PolicySet::from_policies(all) {
                     slices.by_resource.insert(resource, set);

@@ -302,6 +302,14 @@ pub fn decide_with(
             "no policy is loaded: every request is denied".into(),
         );
     }
+    let action = load::action_key(call.method.action());
+    if let Some(ids) = set.unconditional(&action) {
+        return Decision {
+            allow: true,
+            reason: format!("permitted by {}", ids.join(", ")),
+            policies: ids.to_vec(),
+        };
+    }
     let request = match entities::build(snapshot, principal, call, ctx) {
         Ok(r) => r,
         Err(e) => {
@@ -312,7 +320,7 @@ pub fn decide_with(
             );
         }
     };
-    let policies = set.slice(&load::action_key(call.method.action()), &request.resource);
+    let policies = set.slice(&action, &request.resource);
     let response = authorizer.is_authorized(&request.request, policies, &request.entities);
     let diagnostics = response.diagnostics();
     let errors: Vec<(String, String)> = diagnostics
@@ -380,9 +388,10 @@ impl ReloadError {
 
 impl PolicyEngine {
     /// Re-reads the config file `source` and its policies; swaps them in
-    /// only when all of it is valid. Backends and listeners are not
-    /// changed by a reload (they need a restart).
-    pub fn reload(&self, source: &str) -> Result<String, ReloadError> {
+    /// only when all of it is valid, and returns the summary with the new
+    /// config (for the other reloadable parts: limits). Backends and
+    /// listeners are not changed by a reload (they need a restart).
+    pub fn reload(&self, source: &str) -> Result<(String, crate::config::Config), ReloadError> {
         if source == crate::config::QUICKSTART_SOURCE {
             return Err(ReloadError::Quickstart);
         }
@@ -390,7 +399,7 @@ impl PolicyEngine {
         let snapshot = Snapshot::load(&config)?;
         let summary = snapshot.summary();
         self.replace(snapshot);
-        Ok(summary)
+        Ok((summary, config))
     }
 }
 #[cfg(test)]

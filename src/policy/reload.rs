@@ -1,6 +1,6 @@
-//! Hot reload: `POST /admin/reload` and SIGHUP share this path. Validate
-//! first; on any problem the old set keeps running and every problem is
-//! logged with its position.
+//! Hot reload: `POST /admin/reload` and SIGHUP share this path: policies,
+//! tenants, routes and `[limits]` rates. Validate first; on any problem the
+//! old set keeps running and every problem is logged with its position.
 
 use std::sync::Arc;
 
@@ -10,8 +10,10 @@ use crate::session::Gateway;
 /// line per problem.
 pub fn run(gw: &Gateway) -> Result<String, Vec<String>> {
     match gw.policy.reload(&gw.config.source) {
-        Ok(summary) => {
-            tracing::info!(summary = %summary, "policies reloaded");
+        Ok((summary, config)) => {
+            // Limits whose settings did not change keep their buckets.
+            gw.limits.reload(&config.limits.rates);
+            tracing::info!(summary = %summary, "policies and limits reloaded");
             Ok(summary)
         }
         Err(e) => {

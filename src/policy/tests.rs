@@ -315,3 +315,58 @@ fn sliced_sets_decide_like_the_whole_set() {
         .allow
     );
 }
+
+#[test]
+fn only_unconditional_permits_skip_evaluation() {
+    let call = load::action_key("tools/call");
+    let allow_all = snapshot("@id(\"all\") permit(principal, action, resource);");
+    assert_eq!(
+        allow_all.default.unconditional(&call),
+        Some(&["all".to_owned()][..])
+    );
+    let by_action = snapshot(
+        "@id(\"calls\") permit(principal, action == Mcp::Action::\"tools/call\", resource);",
+    );
+    assert!(by_action.default.unconditional(&call).is_some());
+    assert!(
+        by_action
+            .default
+            .unconditional(&load::action_key("tools/list"))
+            .is_none(),
+        "no permit for tools/list: evaluated (and denied)"
+    );
+    for text in [
+        // a forbid next to the allow-all
+        "permit(principal, action, resource);\nforbid(principal, action, resource is Mcp::Tool) when { resource.destructive };",
+        // a condition
+        "permit(principal, action, resource) when { principal.scopes.contains(\"mcp\") };",
+        "permit(principal, action, resource) unless { context.transport == \"websocket\" };",
+        // scope on principal or resource
+        "permit(principal in Mcp::Tenant::\"acme\", action, resource);",
+        "permit(principal, action, resource is Mcp::Tool);",
+        "permit(principal, action, resource == Mcp::Tool::\"echo__echo\");",
+    ] {
+        let s = snapshot(text);
+        assert!(s.default.unconditional(&call).is_none(), "{text}");
+    }
+    // The fast path decides as Cedar does.
+    let p = principal("alice", None, &[], &[]);
+    let d = decide(
+        &allow_all,
+        &p,
+        &tool_call("echo"),
+        &ctx("b", "echo", READ_ONLY),
+    );
+    assert!(d.allow);
+    assert_eq!(d.policies, vec!["all".to_owned()]);
+    let forbid = snapshot(
+        "@id(\"all\") permit(principal, action, resource);\n@id(\"no-destroy\") forbid(principal, action, resource is Mcp::Tool) when { resource.destructive };",
+    );
+    let destructive = ToolFacts {
+        destructive: true,
+        ..READ_ONLY
+    };
+    let d = decide(&forbid, &p, &tool_call("rm"), &ctx("b", "rm", destructive));
+    assert!(!d.allow);
+    assert_eq!(d.policies, vec!["no-destroy".to_owned()]);
+}

@@ -543,7 +543,11 @@ async fn bad_token_corpus_never_reaches_the_backend() {
     for c in &cases {
         let before = echo.tool_calls();
         let resp = call(&gw, &c.cred).await;
-        let after = echo.tool_calls();
+        let after = if c.status == 200 {
+            echo.wait_tool_calls(before + 1)
+        } else {
+            echo.tool_calls()
+        };
         let www = resp.header("www-authenticate").unwrap_or("").to_string();
         let mut problems = Vec::new();
         if resp.status != c.status {
@@ -593,7 +597,7 @@ async fn bad_token_corpus_never_reaches_the_backend() {
     );
     // The only tool calls the backend saw are the accepted ones.
     let accepted = cases.iter().filter(|c| c.status == 200).count();
-    assert_eq!(echo.tool_calls(), accepted);
+    assert_eq!(echo.wait_tool_calls(accepted), accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1150,7 +1154,7 @@ async fn oidc_provider_jwt_access_tokens_via_discovery_survive_key_rotation() {
     let first_kid = header_of(&first)["kid"].clone();
     let resp = call_with(first.clone()).await;
     assert_eq!(resp.status, 200, "{resp:?}\n{}", gw.stderr());
-    assert_eq!(echo.tool_calls(), 1);
+    assert_eq!(echo.wait_tool_calls(1), 1);
 
     // A token for another resource is not for this gateway.
     let other = idp
@@ -1209,7 +1213,7 @@ async fn oidc_provider_jwt_access_tokens_via_discovery_survive_key_rotation() {
     );
     let resp = call_with(first.clone()).await;
     assert_eq!(resp.status, 401, "a revoked token after rotation");
-    assert_eq!(echo.tool_calls(), 3);
+    assert_eq!(echo.wait_tool_calls(3), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1266,7 +1270,7 @@ async fn oidc_provider_introspection_caches_and_fails_closed() {
     let resp = call(&gw, &Cred::Bearer(fresh)).await;
     assert_eq!(resp.status, 503, "{resp:?}");
     assert!(resp.header("retry-after").is_some());
-    assert_eq!(echo.tool_calls(), 2);
+    assert_eq!(echo.wait_tool_calls(2), 2);
 }
 
 // --- official SDK clients ------------------------------------------------------
@@ -1385,7 +1389,7 @@ async fn sdk_oauth_flows_discover_the_gateway_and_its_idp() {
     );
     let py = run(venv_python(), "py_oauth_client.py");
     assert_eq!(py["echo"], "through oauth", "{py}");
-    assert_eq!(echo.tool_calls(), 2);
+    assert_eq!(echo.wait_tool_calls(2), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,7 +211,7 @@ async fn authz_py_sdk_lists_are_filtered_and_denied_calls_never_reach_the_backen
         )
         .await;
     assert_eq!(rpc["result"]["content"][0]["text"], "ok", "{rpc}");
-    assert_eq!(vault.tool_calls(), 1);
+    assert_eq!(vault.wait_tool_calls(1), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -677,5 +677,5 @@ async fn authz_context_carries_origin_remote_addr_and_client_name() {
     let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
     let rpc = s.request("tools/call", call).await;
     assert_eq!(rpc["error"]["code"], -32003, "{rpc}");
-    assert_eq!(vault.tool_calls(), 1);
+    assert_eq!(vault.wait_tool_calls(1), 1);
 }

@@ -1059,3 +1059,50 @@ async fn concurrency_cap_per_principal() {
         "slot given back"
     );
 }
+
+/// `POST /admin/reload` applies `[limits]`: a limit that did not change
+/// keeps its bucket (a reload is no way around a limit), a changed one
+/// takes effect at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_change_with_hot_reload_and_unchanged_buckets_are_kept() {
+    let limits = "[limits]\nper_principal = { per_second = 1, burst = 2 }\n";
+    let gw = Gateway::start(&format!(
+        "{}{}{limits}{}",
+        listen(),
+        api_keys(PRINCIPALS),
+        demo_backend("demo")
+    ));
+    let reload = async || {
+        let resp =
+            http::post_json(&format!("{}/admin/reload", gw.admin_url()), &[], &json!({})).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    };
+    let mut alice = open(&gw, "k-alice").await;
+    assert!(echo(&mut alice).await["result"].is_object());
+    assert!(echo(&mut alice).await["result"].is_object());
+    let refused = echo(&mut alice).await;
+    let refused_at = Instant::now();
+    let wait_ms = limited_ms(&refused).unwrap_or_else(|| panic!("burst spent: {refused}"));
+
+    // The same limits again: the bucket is still empty.
+    reload().await;
+    let again = echo(&mut alice).await;
+    if refused_at.elapsed() < Duration::from_millis(wait_ms.saturating_sub(100)) {
+        assert!(
+            limited_ms(&again).is_some(),
+            "a reload without changes must not refill buckets: {again}"
+        );
+    }
+
+    // A raised limit applies to the next call.
+    let config = gw.dir().join("gateway.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains(limits), "{text}");
+    let raised = "[limits]\nper_principal = { per_second = 1000, burst = 1000 }\n";
+    std::fs::write(&config, text.replace(limits, raised)).expect("rewrite config");
+    reload().await;
+    for _ in 0..5 {
+        let r = echo(&mut alice).await;
+        assert!(r["result"].is_object(), "raised limit: {r}");
+    }
+}

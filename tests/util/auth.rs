@@ -180,6 +180,20 @@ impl EchoHeaders {
             .collect()
     }
 
+    /// `tool_calls` once it reaches `n` (or after 2 s): its log lines are
+    /// read by another thread, so a call answered a moment ago may not be
+    /// counted yet.
+    pub fn wait_tool_calls(&self, n: usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let seen = self.tool_calls();
+            if seen >= n || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// How many `tools/call` requests reached it.
     pub fn tool_calls(&self) -> usize {
         self.requests()
