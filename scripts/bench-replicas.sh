@@ -6,7 +6,9 @@
 #            checks only: they must cost no Redis round trip);
 #   redis-1  1 gateway with Redis and the rate limits (shared buckets);
 #   redis-3  3 gateways with Redis and the same limits behind HAProxy
-#            (examples/haproxy.cfg, round-robin), sharing one set of buckets.
+#            (examples/haproxy.cfg, round-robin), sharing one set of buckets;
+#            and the same 3 behind a copy of that config without
+#            `option http-server-close` (connections to the replicas kept open).
 # Every gateway has JWT auth on (HS256, one minted token: revocations are
 # checked on every call) and the same limits where limits apply: per
 # principal, per agent and a rule with a bucket per tool, far above the load
@@ -15,9 +17,9 @@
 #
 # Per row: the best of BENCH_REPEAT runs, the Redis round trips per message
 # (mcp_gateway_state_store_round_trips_total of the row's gateways, summed,
-# over every call they completed), the CPU per call of the row's gateways +
-# redis-server + haproxy, and the CPU the rest of the machine used meanwhile
-# ("other load").
+# over every call they completed), the CPU per call of the row's gateways,
+# of redis-server and of haproxy, and the CPU the rest of the machine used
+# meanwhile ("other load").
 #
 #   scripts/bench-replicas.sh                          # 10 s per run, concurrency 32
 #   BENCH_DURATION_S=5 BENCH_REPEAT=3 scripts/bench-replicas.sh
@@ -106,14 +108,23 @@ for name in mem redis0 redis1 r3-1 r3-2 r3-3; do
     admin[$name]="$(admin_of "$name")"
 done
 
+# examples/haproxy.cfg as is (`option http-server-close`: a new connection
+# to a replica per request), and a copy keeping replica connections open.
+start_haproxy() { # CONFIG PORT
+    LB_ADDR="127.0.0.1:$2" \
+        GW1_ADDR="$(addr_of r3-1)" GW1_ADMIN_PORT="${admin[r3-1]##*:}" \
+        GW2_ADDR="$(addr_of r3-2)" GW2_ADMIN_PORT="${admin[r3-2]##*:}" \
+        GW3_ADDR="$(addr_of r3-3)" GW3_ADMIN_PORT="${admin[r3-3]##*:}" \
+        haproxy -f "$1" -db >>"$work/haproxy.log" 2>&1 &
+    pids+=($!)
+}
 lb_port="$(free_port)"
-LB_ADDR="127.0.0.1:$lb_port" \
-    GW1_ADDR="$(addr_of r3-1)" GW1_ADMIN_PORT="${admin[r3-1]##*:}" \
-    GW2_ADDR="$(addr_of r3-2)" GW2_ADMIN_PORT="${admin[r3-2]##*:}" \
-    GW3_ADDR="$(addr_of r3-3)" GW3_ADMIN_PORT="${admin[r3-3]##*:}" \
-    haproxy -f examples/haproxy.cfg -db >"$work/haproxy.log" 2>&1 &
+start_haproxy examples/haproxy.cfg "$lb_port"
 haproxy_pid=$!
-pids+=($!)
+grep -v 'option http-server-close' examples/haproxy.cfg >"$work/haproxy-keepalive.cfg"
+lb_keepalive_port="$(free_port)"
+start_haproxy "$work/haproxy-keepalive.cfg" "$lb_keepalive_port"
+haproxy_keepalive_pid=$!
 
 # Every replica ready (Redis reached) and HAProxy sending to all three.
 for name in mem redis0 redis1 r3-1 r3-2 r3-3; do
@@ -129,7 +140,7 @@ token="$("$bin" token mint --sub bench-user --iss "$issuer" --aud "$audience" --
 
 # Every setup answers before anything is measured (a replica that could not
 # start properly would otherwise show up as errors in one row only).
-for target in "${url[mem]}" "${url[redis0]}" "${url[redis1]}" "http://127.0.0.1:$lb_port/mcp"; do
+for target in "${url[mem]}" "${url[redis0]}" "${url[redis1]}" "http://127.0.0.1:$lb_port/mcp" "http://127.0.0.1:$lb_keepalive_port/mcp"; do
     check="$("$bin" bench --url "$target" --era stateless --concurrency 3 --duration-s 0.5 --warmup-s 0 \
         --tool echo --args '{"message":"hi"}' --header "Authorization: Bearer $token" --json 2>&1 | tail -1)"
     if [[ "$(field errors "$check")" != 0 ]]; then
@@ -154,9 +165,11 @@ round_trips() { # ADMIN_ADDR...
 # run URL "GATEWAY PIDS" "ADMIN ADDRS": one JSON summary with the round
 # trips, the CPU of the row's processes and of the rest of the machine.
 run() {
-    local pids_row="$2 $redis_pid $haproxy_pid" trips_before cpu_before demo_before busy_before bench_cpu
+    local trips_before gw_before redis_before lb_before demo_before busy_before bench_cpu
     trips_before="$(round_trips $3)"
-    cpu_before="$(cpu_of $pids_row)"
+    gw_before="$(cpu_of $2)"
+    redis_before="$(process_cpu_s "$redis_pid")"
+    lb_before="$(cpu_of $haproxy_pid $haproxy_keepalive_pid)"
     demo_before="$(process_cpu_s "$demo_pid")"
     busy_before="$(machine_busy_s)"
     {
@@ -167,20 +180,23 @@ run() {
     } 2>"$work/run.time"
     [[ -s "$work/run.err" ]] && sed "s|^|$1: |" "$work/run.err" >&2
     bench_cpu="$(awk '{ printf "%.3f", $1 + $2 }' "$work/run.time")"
-    local trips cpu demo busy
+    local trips gw redis lb cpu demo busy
     trips=$(($(round_trips $3) - trips_before))
-    cpu="$(awk -v a="$cpu_before" -v b="$(cpu_of $pids_row)" 'BEGIN { printf "%.3f", b - a }')"
+    gw="$(awk -v a="$gw_before" -v b="$(cpu_of $2)" 'BEGIN { printf "%.3f", b - a }')"
+    redis="$(awk -v a="$redis_before" -v b="$(process_cpu_s "$redis_pid")" 'BEGIN { printf "%.3f", b - a }')"
+    lb="$(awk -v a="$lb_before" -v b="$(cpu_of $haproxy_pid $haproxy_keepalive_pid)" 'BEGIN { printf "%.3f", b - a }')"
+    cpu="$(awk -v g="$gw" -v r="$redis" -v l="$lb" 'BEGIN { printf "%.3f", g + r + l }')"
     demo="$(awk -v a="$demo_before" -v b="$(process_cpu_s "$demo_pid")" 'BEGIN { printf "%.3f", b - a }')"
     busy="$(awk -v a="$busy_before" -v b="$(machine_busy_s)" 'BEGIN { printf "%.3f", b - a }')"
-    sed -E "s/\}\$/,\"trips\":$trips,\"row_cpu_s\":$cpu,\"other_cpu_s\":$(awk -v x="$busy" -v c="$cpu" -v d="$demo" -v b="$bench_cpu" 'BEGIN { o = x - c - d - b; printf "%.3f", o < 0 ? 0 : o }')}/" "$work/run.json"
+    sed -E "s/\}\$/,\"trips\":$trips,\"gw_cpu_s\":$gw,\"redis_cpu_s\":$redis,\"lb_cpu_s\":$lb,\"other_cpu_s\":$(awk -v x="$busy" -v c="$cpu" -v d="$demo" -v b="$bench_cpu" 'BEGIN { o = x - c - d - b; printf "%.3f", o < 0 ? 0 : o }')}/" "$work/run.json"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "stateless tools/call, concurrency $concurrency, ${warmup_s} s warmup + ${duration_s} s measured, best of $repeat" >&2
-echo "| setup | rps | vs mem | p50 | p99 | Redis round trips / message | CPU µs/call (gateways + redis + haproxy) | other load, CPU-s | errors, all runs |"
+echo "| setup | rps | vs mem | p50 | p99 | Redis round trips / message | CPU µs/call: gateways, redis, haproxy | other load, CPU-s | errors, all runs |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 declare -A best errors
-rows=(mem redis0 redis1 redis3)
+rows=(mem redis0 redis1 redis3 redis3ka)
 for _ in $(seq "$repeat"); do
     for row in "${rows[@]}"; do
         case "$row" in
@@ -188,6 +204,8 @@ for _ in $(seq "$repeat"); do
             redis0) r="$(run "${url[redis0]}" "${gw_pid[redis0]}" "${admin[redis0]}")" ;;
             redis1) r="$(run "${url[redis1]}" "${gw_pid[redis1]}" "${admin[redis1]}")" ;;
             redis3) r="$(run "http://127.0.0.1:$lb_port/mcp" "${gw_pid[r3-1]} ${gw_pid[r3-2]} ${gw_pid[r3-3]}" \
+                "${admin[r3-1]} ${admin[r3-2]} ${admin[r3-3]}")" ;;
+            redis3ka) r="$(run "http://127.0.0.1:$lb_keepalive_port/mcp" "${gw_pid[r3-1]} ${gw_pid[r3-2]} ${gw_pid[r3-3]}" \
                 "${admin[r3-1]} ${admin[r3-2]} ${admin[r3-3]}")" ;;
         esac
         errors[$row]=$(( ${errors[$row]:-0} + $(field errors "$r") ))
@@ -203,14 +221,16 @@ for row in "${rows[@]}"; do
         mem) label="1 replica, in memory" ;;
         redis0) label="1 replica, Redis, no limits" ;;
         redis1) label="1 replica, Redis, limits" ;;
-        redis3) label="3 replicas, Redis, limits, HAProxy" ;;
+        redis3) label="3 replicas, Redis, limits, HAProxy (examples/haproxy.cfg)" ;;
+        redis3ka) label="3 replicas, Redis, limits, HAProxy keeping replica connections open" ;;
     esac
     awk -v label="$label" -v rps="$(field rps "$r")" -v mem="$mem_rps" -v p50="$(field p50_ms "$r")" \
         -v p99="$(field p99_ms "$r")" -v trips="$(field trips "$r")" -v calls="$(field calls_total "$r")" \
-        -v cpu="$(field row_cpu_s "$r")" -v other="$(field other_cpu_s "$r")" -v err="${errors[$row]}" -v row="$row" \
-        'BEGIN { printf "| %s | %.0f | %.0f%% | %.3f ms | %.3f ms | %s | %.0f | %.1f | %d |\n",
+        -v gw="$(field gw_cpu_s "$r")" -v redis="$(field redis_cpu_s "$r")" -v lb="$(field lb_cpu_s "$r")" -v other="$(field other_cpu_s "$r")" -v err="${errors[$row]}" -v row="$row" \
+        'BEGIN { printf "| %s | %.0f | %.0f%% | %.3f ms | %.3f ms | %s | %.0f, %.0f, %.0f | %.1f | %d |\n",
                  label, rps, (mem > 0 ? 100 * rps / mem : 0), p50, p99,
                  (row == "mem" ? "–" : sprintf("%.3f", calls > 0 ? trips / calls : 0)),
-                 (calls > 0 ? 1e6 * cpu / calls : 0), other, err }'
+                 (calls > 0 ? 1e6 * gw / calls : 0), (calls > 0 ? 1e6 * redis / calls : 0),
+                 (calls > 0 ? 1e6 * lb / calls : 0), other, err }'
 done
 echo "haproxy spread (requests per replica of the 3): $(for n in r3-1 r3-2 r3-3; do curl -s "http://${admin[$n]}/metrics" | awk '/^mcp_gateway_requests_total\{/ { s += $2 } END { printf "%d ", s }'; done)" >&2
