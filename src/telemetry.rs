@@ -22,8 +22,27 @@ struct Series {
     latency: Histogram,
 }
 
-/// (method, backend, decision, outcome)
-type DecidedKey = (String, String, &'static str, &'static str);
+/// method → backend → (decision, outcome) → count
+type Decided = BTreeMap<String, BTreeMap<String, BTreeMap<(&'static str, &'static str), u64>>>;
+
+/// Client notifications the gateway knows; any other method is labelled
+/// `other` (a client choosing method names must not grow the series).
+const NOTIFICATIONS: &[&str] = &[
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "notifications/elicitation/complete",
+    "notifications/message",
+];
+
+/// The `method` label: an MCP method, or `other`.
+pub fn method_label(method: &str) -> &str {
+    match crate::mcp::Method::parse(method) {
+        crate::mcp::Method::Other(_) if !NOTIFICATIONS.contains(&method) => "other",
+        _ => method,
+    }
+}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -34,7 +53,7 @@ pub struct Metrics {
     pub sessions_active: AtomicU64,
     pub backend_errors: AtomicU64,
     /// (method, backend, decision, outcome) → count.
-    decided: Mutex<BTreeMap<DecidedKey, u64>>,
+    decided: Mutex<Decided>,
     /// Time spent in the gateway itself (a request's latency less the
     /// time its backend calls took), by method.
     gateway_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
@@ -42,10 +61,14 @@ pub struct Metrics {
     backend_latency: Mutex<BTreeMap<String, Arc<Histogram>>>,
     /// Handshake-era sessions open now, by transport.
     sessions_by_transport: Mutex<BTreeMap<&'static str, i64>>,
+    /// Streams open now (SSE bodies and WebSocket connections), by
+    /// transport; kept by `StreamGauge`s.
+    streams_by_transport: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 impl Metrics {
     pub fn observe(&self, method: &str, backend: &str, latency: Duration, ok: bool) {
+        let method = method_label(method);
         let series = {
             let Ok(mut map) = self.series.lock() else {
                 return;
@@ -76,10 +99,20 @@ impl Metrics {
         decision: &'static str,
         outcome: &'static str,
     ) {
-        if let Ok(mut map) = self.decided.lock() {
-            *map.entry((method.to_owned(), backend.to_owned(), decision, outcome))
-                .or_default() += 1;
-        }
+        let method = method_label(method);
+        let Ok(mut map) = self.decided.lock() else {
+            return;
+        };
+        // Looked up by `&str`: only a new pair allocates.
+        let by_backend = match map.get_mut(method) {
+            Some(b) => b,
+            None => map.entry(method.to_owned()).or_default(),
+        };
+        let counts = match by_backend.get_mut(backend) {
+            Some(c) => c,
+            None => by_backend.entry(backend.to_owned()).or_default(),
+        };
+        *counts.entry((decision, outcome)).or_default() += 1;
     }
 
     /// Prometheus text exposition format.
@@ -90,7 +123,14 @@ impl Metrics {
              # TYPE mcp_gateway_decided_messages_total counter\n",
         );
         if let Ok(map) = self.decided.lock() {
-            for ((method, backend, decision, outcome), n) in map.iter() {
+            let flat = map.iter().flat_map(|(method, by_backend)| {
+                by_backend.iter().flat_map(move |(backend, counts)| {
+                    counts.iter().map(move |((decision, outcome), n)| {
+                        (method, backend, decision, outcome, n)
+                    })
+                })
+            });
+            for (method, backend, decision, outcome, n) in flat {
                 let _ = writeln!(
                     out,
                     "mcp_gateway_decided_messages_total{{method=\"{}\",backend=\"{}\",decision=\"{decision}\",outcome=\"{outcome}\"}} {n}",
@@ -315,6 +355,7 @@ impl Metrics {
         total: Duration,
         in_backend: Duration,
     ) {
+        let method = method_label(method);
         let get = |map: &Mutex<BTreeMap<String, Arc<Histogram>>>, key: &str| {
             let mut map = map.lock().ok()?;
             Some(match map.get(key) {
@@ -336,6 +377,17 @@ impl Metrics {
     pub fn session_opened(&self, transport: &'static str) {
         if let Ok(mut m) = self.sessions_by_transport.lock() {
             *m.entry(transport).or_default() += 1;
+        }
+    }
+
+    /// Counts a stream as open until the returned guard is dropped.
+    pub fn stream_opened(self: &Arc<Self>, transport: &'static str) -> StreamGauge {
+        if let Ok(mut m) = self.streams_by_transport.lock() {
+            *m.entry(transport).or_default() += 1;
+        }
+        StreamGauge {
+            metrics: self.clone(),
+            transport,
         }
     }
 
@@ -382,5 +434,67 @@ impl Metrics {
                 );
             }
         }
+        out.push_str(
+            "# HELP mcp_gateway_open_streams Streams open now (SSE responses and GET streams, WebSocket connections), by transport.\n\
+             # TYPE mcp_gateway_open_streams gauge\n",
+        );
+        if let Ok(m) = self.streams_by_transport.lock() {
+            for (transport, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "mcp_gateway_open_streams{{transport=\"{transport}\"}} {n}"
+                );
+            }
+        }
+    }
+}
+
+/// One open stream in `mcp_gateway_open_streams`, until dropped.
+pub struct StreamGauge {
+    metrics: Arc<Metrics>,
+    transport: &'static str,
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.metrics.streams_by_transport.lock() {
+            *m.entry(self.transport).or_default() -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("tasks/get"), "tasks/get");
+        assert_eq!(
+            method_label("notifications/cancelled"),
+            "notifications/cancelled"
+        );
+        assert_eq!(method_label("x/made-up"), "other");
+        let m = Metrics::default();
+        for i in 0..1000 {
+            let method = format!("junk/{i}");
+            m.observe_decided(&method, "", "deny", "error");
+            m.observe(&method, "b", Duration::from_millis(1), true);
+        }
+        m.observe_decided("tools/call", "b", "allow", "ok");
+        let text = m.render();
+        let decided: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("mcp_gateway_decided_messages_total{"))
+            .collect();
+        assert_eq!(
+            decided,
+            [
+                "mcp_gateway_decided_messages_total{method=\"other\",backend=\"\",decision=\"deny\",outcome=\"error\"} 1000",
+                "mcp_gateway_decided_messages_total{method=\"tools/call\",backend=\"b\",decision=\"allow\",outcome=\"ok\"} 1",
+            ]
+        );
+        assert!(!text.contains("junk/"));
     }
 }

@@ -11,13 +11,20 @@ use axum::response::Response;
 use tokio::sync::mpsc;
 
 /// An SSE response whose body is fed through the returned sender, which
-/// holds at most `queue` chunks the client has not read yet.
+/// holds at most `queue` chunks the client has not read yet. `gauge`
+/// counts the stream as open for as long as the body lives.
 pub fn response(
     extra: &[(&'static str, String)],
     queue: usize,
+    gauge: crate::telemetry::StreamGauge,
 ) -> (Response, mpsc::Sender<Result<Bytes, Infallible>>) {
+    use futures::StreamExt as _;
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(queue.max(1));
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |chunk| {
+        let _open = &gauge;
+        chunk
+    });
+    let body = Body::from_stream(chunks);
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();

@@ -130,7 +130,7 @@ async fn open(s: AppState, route: Route, headers: HeaderMap) -> Response {
     }
     // One slot more than the message queue: the endpoint event.
     let queue = s.gw.config.limits.max_queued_messages;
-    let (response, body) = sse::response(&[], queue + 1);
+    let (response, body) = sse::response(&[], queue + 1, s.gw.metrics.stream_opened(TRANSPORT));
     let conn = Conn::new(
         s.gw.clone(),
         principal,

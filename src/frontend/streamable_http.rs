@@ -522,7 +522,7 @@ async fn respond(
         _ = tokio::time::sleep(keepalive) => None,
     };
     let queue = gw.config.limits.max_queued_messages;
-    let (response, body) = sse::response(&[], queue);
+    let (response, body) = sse::response(&[], queue, gw.metrics.stream_opened(TRANSPORT));
     tokio::spawn(async move {
         // Dropped on return: for a stateless call, ending the stream cancels it.
         let _guard = guard;
@@ -664,7 +664,7 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
         header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
     let mut events = session.subscribe_stream(last_event_id);
     let queue = s.gw.config.limits.max_queued_messages;
-    let (response, body) = sse::response(&[], queue);
+    let (response, body) = sse::response(&[], queue, s.gw.metrics.stream_opened(TRANSPORT));
     let keepalive = s.gw.config.listen.sse_keepalive;
     let closing = s.gw.closing.clone();
     let ended = session.closed_token();

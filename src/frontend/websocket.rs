@@ -134,6 +134,7 @@ impl LastSeen {
 }
 
 async fn serve(s: AppState, principal: Principal, route: Route, socket: WebSocket) {
+    let _open = s.gw.metrics.stream_opened(TRANSPORT);
     let queue = s.gw.config.limits.max_queued_messages;
     let (frames, outbound) = mpsc::channel::<Arc<str>>(queue);
     let conn = Conn::new(

@@ -83,6 +83,20 @@ fn entity(
     .map_err(|e| EntityError::Entity(e.to_string()))
 }
 
+/// The `named_key` of the request's resource, when it is a tool or a
+/// prompt (the same `name` attribute `build` gives the entity).
+pub fn named_key(call: &Call, ctx: &Context) -> Option<String> {
+    let (kind, public) = match (&call.method, &call.target) {
+        (Method::ToolsCall, Target::Tool(public)) => ("Mcp::Tool", public),
+        (Method::PromptsGet | Method::CompletionComplete, Target::Prompt(public)) => {
+            ("Mcp::Prompt", public)
+        }
+        _ => return None,
+    };
+    let name = ctx.name.as_deref().unwrap_or(public);
+    Some(super::load::named_key(kind, name))
+}
+
 pub fn build(
     snapshot: &Snapshot,
     principal: &Principal,

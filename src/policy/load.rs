@@ -101,6 +101,12 @@ pub struct Slices {
     /// Exact resource (as Cedar prints its uid) → `general` plus the
     /// policies naming that resource.
     pub by_resource: HashMap<String, PolicySet>,
+    /// `named_key(type, name)` → `general` plus the policies that can only
+    /// apply to a resource of that type and `name` (see `name_guard`).
+    pub by_name: HashMap<String, PolicySet>,
+    /// Every policy of the action: for a request that both names an exact
+    /// resource and has a named slice.
+    pub all: PolicySet,
     /// When `general` holds only `permit`s with no condition on principal,
     /// resource, `when` or `unless` (an allow-all), and no policy names an
     /// exact resource: their ids. Cedar would allow any request with
@@ -120,6 +126,62 @@ fn unconditional_permits(policies: &[cedar_policy::Policy]) -> Option<Vec<String
     };
     (!policies.is_empty() && policies.iter().all(always))
         .then(|| policies.iter().map(|p| p.id().to_string()).collect())
+}
+
+/// The `by_name` key of a resource of entity type `kind` (as Cedar prints
+/// it, e.g. `Mcp::Tool`) whose `name` attribute is `name`.
+pub fn named_key(kind: &str, name: &str) -> String {
+    format!("{kind}\u{0}{name}")
+}
+
+/// The `named_key` a policy can only apply to, when it has one: its
+/// resource scope is `is T` (every `T` of the schema has a `name`), and
+/// its first condition is a `when` whose first conjunct is
+/// `resource.name == "literal"`. Cedar evaluates that conjunct first and
+/// stops when it is false, without an error (the scope guarantees the
+/// attribute), so for any other name the policy neither applies nor
+/// errors, and need not be evaluated.
+fn name_guard(policy: &cedar_policy::Policy) -> Option<String> {
+    use serde_json::Value;
+    let est = policy.to_json().ok()?;
+    let resource = est.get("resource")?;
+    if resource.get("op")?.as_str()? != "is" {
+        return None;
+    }
+    let kind = resource.get("entity_type")?.as_str()?;
+    if !matches!(kind, "Mcp::Tool" | "Mcp::Prompt") {
+        return None;
+    }
+    let first = est.get("conditions")?.as_array()?.first()?;
+    if first.get("kind")?.as_str()? != "when" {
+        return None;
+    }
+    // `a && b && c` is `(a && b) && c`: the first conjunct is leftmost.
+    let mut node = first.get("body")?;
+    while let Some(and) = node.get("&&") {
+        node = and.get("left")?;
+    }
+    let eq = node.get("==")?;
+    let is_name = |v: &Value| {
+        v.get(".").is_some_and(|dot| {
+            dot.get("attr").and_then(Value::as_str) == Some("name")
+                && dot
+                    .get("left")
+                    .and_then(|l| l.get("Var"))
+                    .and_then(Value::as_str)
+                    == Some("resource")
+        })
+    };
+    let literal = |v: &Value| v.get("Value").and_then(Value::as_str).map(str::to_owned);
+    let (left, right) = (eq.get("left")?, eq.get("right")?);
+    let name = if is_name(left) {
+        literal(right)?
+    } else if is_name(right) {
+        literal(left)?
+    } else {
+        return None;
+    };
+    Some(named_key(kind, &name))
 }
 
 /// Every action of the schema, as Cedar prints its uid.
@@ -152,10 +214,18 @@ impl Compiled {
         self.index.get(action)?.unconditional.as_deref()
     }
 
-    pub fn slice(&self, action: &str, resource: &str) -> &PolicySet {
-        match self.index.get(action) {
-            Some(s) => s.by_resource.get(resource).unwrap_or(&s.general),
-            None => &self.set,
+    /// The policies that can decide `action` on `resource` (its uid as
+    /// Cedar prints it, and its `named_key` when it has a name).
+    pub fn slice(&self, action: &str, resource: &str, named: Option<&str>) -> &PolicySet {
+        let Some(s) = self.index.get(action) else {
+            return &self.set;
+        };
+        let exact = s.by_resource.get(resource);
+        let by_name = named.and_then(|key| s.by_name.get(key));
+        match (exact, by_name) {
+            (None, None) => &s.general,
+            (Some(set), None) | (None, Some(set)) => set,
+            (Some(_), Some(_)) => &s.all,
         }
     }
 
@@ -163,6 +233,7 @@ impl Compiled {
         use cedar_policy::{ActionConstraint, ResourceConstraint};
         let mut general: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
         let mut exact: HashMap<String, HashMap<String, Vec<cedar_policy::Policy>>> = HashMap::new();
+        let mut named: HashMap<String, HashMap<String, Vec<cedar_policy::Policy>>> = HashMap::new();
         for policy in self.set.policies() {
             let actions: Vec<String> = match policy.action_constraint() {
                 ActionConstraint::Any => ACTIONS.iter().map(|a| action_key(a)).collect(),
@@ -173,36 +244,70 @@ impl Compiled {
                 ResourceConstraint::Eq(uid) => Some(uid.to_string()),
                 _ => None,
             };
+            let name = resource.is_none().then(|| name_guard(policy)).flatten();
             for action in actions {
-                match &resource {
-                    Some(r) => exact
+                let slot = match (&resource, &name) {
+                    (Some(r), _) => exact
                         .entry(action)
                         .or_default()
                         .entry(r.clone())
+                        .or_default(),
+                    (None, Some(key)) => named
+                        .entry(action)
                         .or_default()
-                        .push(policy.clone()),
-                    None => general.entry(action).or_default().push(policy.clone()),
-                }
+                        .entry(key.clone())
+                        .or_default(),
+                    (None, None) => general.entry(action).or_default(),
+                };
+                slot.push(policy.clone());
             }
         }
         let mut index = HashMap::new();
         for action in ACTIONS.iter().map(|a| action_key(a)) {
             let base = general.remove(&action).unwrap_or_default();
             let exact = exact.remove(&action).unwrap_or_default();
+            let named = named.remove(&action).unwrap_or_default();
             let general = PolicySet::from_policies(base.clone()).unwrap_or_default();
+            let everything = base
+                .iter()
+                .chain(exact.values().flatten())
+                .chain(named.values().flatten())
+                .cloned();
             let mut slices = Slices {
                 // Only when the set built: a failed one is empty and denies.
-                unconditional: (exact.is_empty() && general.policies().count() == base.len())
-                    .then(|| unconditional_permits(&base))
-                    .flatten(),
+                unconditional: (exact.is_empty()
+                    && named.is_empty()
+                    && general.policies().count() == base.len())
+                .then(|| unconditional_permits(&base))
+                .flatten(),
+                all: PolicySet::from_policies(everything).unwrap_or_default(),
                 general,
                 by_resource: HashMap::new(),
+                by_name: HashMap::new(),
             };
+            // A set that does not build would lose policies: the action
+            // then decides on `all` (or on nothing, and denies).
+            let mut broken = false;
             for (resource, extra) in exact {
-                let all = base.iter().cloned().chain(extra);
-                if let Ok(set) = PolicySet::from_policies(all) {
-                    slices.by_resource.insert(resource, set);
+                match PolicySet::from_policies(base.iter().cloned().chain(extra)) {
+                    Ok(set) => {
+                        slices.by_resource.insert(resource, set);
+                    }
+                    Err(_) => broken = true,
                 }
+            }
+            for (key, extra) in named {
+                match PolicySet::from_policies(base.iter().cloned().chain(extra)) {
+                    Ok(set) => {
+                        slices.by_name.insert(key, set);
+                    }
+                    Err(_) => broken = true,
+                }
+            }
+            if broken {
+                slices.general = slices.all.clone();
+                slices.by_resource.clear();
+                slices.by_name.clear();
             }
             index.insert(action, slices);
         }

@@ -320,7 +320,8 @@ pub fn decide_with(
             );
         }
     };
-    let policies = set.slice(&action, &request.resource);
+    let named = entities::named_key(call, ctx);
+    let policies = set.slice(&action, &request.resource, named.as_deref());
     let response = authorizer.is_authorized(&request.request, policies, &request.entities);
     let diagnostics = response.diagnostics();
     let errors: Vec<(String, String)> = diagnostics

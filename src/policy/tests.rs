@@ -370,3 +370,84 @@ fn only_unconditional_permits_skip_evaluation() {
     assert!(!d.allow);
     assert_eq!(d.policies, vec!["no-destroy".to_owned()]);
 }
+
+#[test]
+fn name_indexed_slices_decide_as_the_whole_set() {
+    let text = r#"
+@id("all") permit(principal, action, resource);
+@id("n4") forbid(principal, action == Mcp::Action::"tools/call", resource is Mcp::Tool)
+  when { resource.name == "tool4" && !principal.scopes.contains("t4") };
+@id("n6") forbid(principal, action, resource is Mcp::Tool) when { "tool6" == resource.name };
+@id("second") forbid(principal, action == Mcp::Action::"tools/call", resource is Mcp::Tool)
+  when { principal.sub == "bob" && resource.name == "tool8" };
+@id("exact4") forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"b__tool4")
+  when { principal.sub == "carol" };
+@id("unless-first") forbid(principal, action, resource is Mcp::Tool)
+  unless { principal.scopes.contains("u") } when { resource.name == "tool2" };
+@id("prompt3") forbid(principal, action == Mcp::Action::"prompts/get", resource is Mcp::Prompt)
+  when { resource.name == "tool3" };
+"#;
+    let indexed = snapshot(text);
+    let mut whole = snapshot(text);
+    whole.default.index.clear();
+    let slices = &indexed.default.index[&load::action_key("tools/call")];
+    let keys: std::collections::BTreeSet<&str> =
+        slices.by_name.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["Mcp::Tool\u{0}tool4", "Mcp::Tool\u{0}tool6"].into(),
+        "only a leading `resource.name == literal` after `is` is indexed"
+    );
+    assert!(slices.general.policies().count() < indexed.default.set.policies().count());
+    let mut checked = 0;
+    for sub in ["alice", "bob", "carol"] {
+        for scopes in [&[][..], &["t4", "u"][..]] {
+            let p = principal(sub, None, scopes, &[]);
+            for n in 1..=9 {
+                let name = format!("tool{n}");
+                let calls = [
+                    (tool_call(&format!("b__{name}")), ctx("b", &name, READ_ONLY)),
+                    (
+                        Call {
+                            method: Method::PromptsGet,
+                            target: Target::Prompt(format!("b__{name}")),
+                        },
+                        Context {
+                            transport: "streamable_http",
+                            backend: Some("b".into()),
+                            name: Some(name.clone()),
+                            ..Context::default()
+                        },
+                    ),
+                ];
+                for (call, c) in &calls {
+                    let a = decide(&indexed, &p, call, c);
+                    let b = decide(&whole, &p, call, c);
+                    let mut pa = a.policies.clone();
+                    let mut pb = b.policies.clone();
+                    pa.sort();
+                    pb.sort();
+                    assert_eq!((a.allow, pa), (b.allow, pb), "{sub} {scopes:?} {call:?}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 108);
+    // And the cases the rules are about.
+    let alice = principal("alice", None, &[], &[]);
+    let d = decide(
+        &indexed,
+        &alice,
+        &tool_call("b__tool4"),
+        &ctx("b", "tool4", READ_ONLY),
+    );
+    assert_eq!((d.allow, d.policies), (false, vec!["n4".to_owned()]));
+    let d = decide(
+        &indexed,
+        &alice,
+        &tool_call("b__tool5"),
+        &ctx("b", "tool5", READ_ONLY),
+    );
+    assert!(d.allow);
+}

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use client::{ClientFacts, Out, Session};
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditSink, Outcome, Record};
 use crate::auth::{Authenticator, Principal};
 use crate::backend::{Backend, BackendError, ConnectParams};
 use crate::config::Config;
@@ -136,6 +136,9 @@ impl Gateway {
 
     /// Handles `initialize`: negotiates the revision with the client, opens
     /// the backends of the route and mints a session bound to the principal.
+    /// Answers `initialize`: a new session, audited like every decided
+    /// message (decision `connect`, and the outcome of connecting the
+    /// backends).
     pub async fn initialize(
         self: &Arc<Self>,
         principal: Principal,
@@ -143,6 +146,82 @@ impl Gateway {
         transport: &'static str,
         request: &Envelope,
     ) -> Result<(Arc<Session>, Envelope), SessionError> {
+        let started = Instant::now();
+        let who = principal.clone();
+        let (origin, remote_addr) = (route.origin.clone(), route.remote_addr.clone());
+        let result = self
+            .open_session(principal, route, transport, request)
+            .await;
+        let (session_id, decision, outcome) = match &result {
+            Ok((session, _, decision)) => (Some(session.id.clone()), decision.clone(), Outcome::Ok),
+            Err(SessionError::Forbidden(decision)) => {
+                (None, decision.clone(), Outcome::Error(mcp::code::FORBIDDEN))
+            }
+            Err(e @ SessionError::TooMany { .. }) => (
+                None,
+                crate::policy::Decision {
+                    allow: false,
+                    policies: Vec::new(),
+                    reason: e.to_string(),
+                },
+                Outcome::Error(mcp::code::RATE_LIMITED),
+            ),
+            Err(e) => (
+                None,
+                crate::policy::Decision {
+                    allow: true,
+                    policies: Vec::new(),
+                    reason: format!("connect allowed; {e}"),
+                },
+                Outcome::Error(
+                    backend_error_response_for(e).unwrap_or(mcp::code::BACKEND_UNAVAILABLE),
+                ),
+            ),
+        };
+        let record = Record {
+            request_id: request.id.as_ref().map(ToString::to_string),
+            session_id,
+            transport,
+            principal: who,
+            method: "initialize".into(),
+            call: mcp::classify("initialize", None),
+            backend: None,
+            decision,
+            arguments: None,
+            origin,
+            remote_addr,
+        };
+        self.audit_connect(&record, outcome, started).await;
+        result.map(|(session, response, _)| (session, response))
+    }
+
+    /// The audit record and the decided-messages count of an `initialize`
+    /// or `server/discover`, which the gateway answers itself.
+    async fn audit_connect(&self, record: &Record, outcome: Outcome, started: Instant) {
+        let label = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error(mcp::code::RATE_LIMITED) => "rate_limited",
+            _ => "error",
+        };
+        let decision = if record.decision.allow {
+            "allow"
+        } else {
+            "deny"
+        };
+        self.metrics
+            .observe_decided(&record.method, "", decision, label);
+        self.audit
+            .record(record, outcome, elapsed_us(started))
+            .await;
+    }
+
+    async fn open_session(
+        self: &Arc<Self>,
+        principal: Principal,
+        route: Route,
+        transport: &'static str,
+        request: &Envelope,
+    ) -> Result<(Arc<Session>, Envelope, crate::policy::Decision), SessionError> {
         let limit = self.config.limits.max_sessions_per_principal;
         let key = principal.binding_key();
         let owned = self
@@ -216,7 +295,7 @@ impl Gateway {
         let id = request.id.clone().unwrap_or(JsonRpcId::Num(0));
         let response = Envelope::result(id, to_raw(&result));
         session.record_client(crate::record::Dir::GatewayToClient, &response);
-        Ok((session, response))
+        Ok((session, response, decision))
     }
 
     /// The session with this id, if it exists and belongs to the principal.
@@ -367,15 +446,36 @@ impl Gateway {
             mcp::V2026,
             meta.get(mcp::META_CLIENT_INFO),
         );
-        if !decision.allow {
-            return decision.forbidden(Some(id));
-        }
-        let context = self
-            .stateless_context(principal, route, request.params.as_deref())
-            .await;
-        context.record_client(crate::record::Dir::ClientToGateway, request);
-        let response = self.discover_answer(route, &context, id).await;
-        context.record_client(crate::record::Dir::GatewayToClient, &response);
+        let started = Instant::now();
+        let response = if decision.allow {
+            let context = self
+                .stateless_context(principal, route, request.params.as_deref())
+                .await;
+            context.record_client(crate::record::Dir::ClientToGateway, request);
+            let response = self.discover_answer(route, &context, id).await;
+            context.record_client(crate::record::Dir::GatewayToClient, &response);
+            response
+        } else {
+            decision.forbidden(Some(id))
+        };
+        let outcome = match response.error_code() {
+            Some(code) => Outcome::Error(code),
+            None => Outcome::Ok,
+        };
+        let record = Record {
+            request_id: request.id.as_ref().map(ToString::to_string),
+            session_id: None,
+            transport: "streamable_http",
+            principal: principal.clone(),
+            method: "server/discover".into(),
+            call: mcp::classify("server/discover", None),
+            backend: None,
+            decision,
+            arguments: None,
+            origin: route.origin.clone(),
+            remote_addr: route.remote_addr.clone(),
+        };
+        self.audit_connect(&record, outcome, started).await;
         response
     }
 
@@ -524,6 +624,14 @@ pub fn backend_error_response(id: Option<JsonRpcId>, e: &BackendError) -> Envelo
                 "reason": "backend timed out",
             })),
         ),
+    }
+}
+
+/// The JSON-RPC code a client gets for a session that could not open.
+fn backend_error_response_for(e: &SessionError) -> Option<i64> {
+    match e {
+        SessionError::Backend(e) => backend_error_response(None, e).error_code(),
+        _ => None,
     }
 }
 

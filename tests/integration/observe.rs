@@ -240,14 +240,22 @@ async fn audit_mixed_workload_one_record_per_decided_message() {
     let refused = http::post_json(&gw.url(), &[("x-api-key", "wrong")], &init).await;
     assert_eq!(refused.status, 401);
 
-    let all = wait_for_records(&log, 8);
-    assert_eq!(all.len(), 8, "one record per decided message:\n{all:#?}");
+    let all = wait_for_records(&log, 9);
+    assert_eq!(all.len(), 9, "one record per decided message:\n{all:#?}");
     let find = |pred: &dyn Fn(&Value) -> bool| -> Value {
         all.iter()
             .find(|r| pred(r))
             .cloned()
             .unwrap_or_else(|| panic!("no such record in {all:#?}"))
     };
+    // 0. the session's own initialize, decided as `connect`
+    let r = find(&|r| r["method"] == "initialize" && r["sub"] == "alice");
+    assert_eq!(
+        (&r["decision"], &r["outcome"], &r["target"]["kind"]),
+        (&json!("allow"), &json!("ok"), &json!("none"))
+    );
+    assert_eq!(r["session_id"].as_str(), s.session_id.as_deref());
+    assert_eq!(r["policies"], json!(["allow-all"]));
     let r = find(&|r| r["method"] == "tools/list");
     assert_eq!(
         (
@@ -309,7 +317,7 @@ async fn audit_mixed_workload_one_record_per_decided_message() {
         "key leaked into the logs"
     );
     let seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
     // Metrics: the same workload, scraped.
     let text = http::get(&format!("{}/metrics", gw.admin_url()), &[])
         .await
@@ -328,7 +336,11 @@ async fn audit_mixed_workload_one_record_per_decided_message() {
             1.0,
         ),
         ("mcp_gateway_rate_limited_total{limit=\"rule\"}", 1.0),
-        ("mcp_gateway_audit_records_total", 8.0),
+        ("mcp_gateway_audit_records_total", 9.0),
+        (
+            "mcp_gateway_decided_messages_total{method=\"initialize\",backend=\"\",decision=\"allow\",outcome=\"ok\"}",
+            1.0,
+        ),
         ("mcp_gateway_audit_queue_depth", 0.0),
         (
             "mcp_gateway_sessions_by_transport{transport=\"streamable_http\"}",
@@ -379,6 +391,7 @@ async fn audit_chain_continues_across_restart_and_rotation() {
     for _run in 0..2 {
         let gw = Gateway::start(&config);
         let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
+        total += 1;
         for i in 0..6 {
             let r = s
                 .request(
@@ -513,9 +526,10 @@ async fn audit_sigterm_mid_load_loses_nothing() {
     let all = records(&log);
     assert!(answered > 20, "load ran: {answered} answered");
     assert!(failed <= 20);
+    // Plus one record per session's initialize.
     assert_eq!(
         all.len() as u64,
-        answered,
+        answered + 20,
         "records vs responses received ({failed} clients saw the door close)"
     );
     let (ok, out) = verify(&[], std::slice::from_ref(&log));
@@ -637,7 +651,12 @@ async fn audit_slow_fifo_sink_back_pressures_without_loss() {
     let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
-    assert_eq!(lines.len(), total, "every record reached the slow sink");
+    // Plus one record per session's initialize.
+    assert_eq!(
+        lines.len(),
+        total + clients,
+        "every record reached the slow sink"
+    );
     let copy = dir.write("copy.jsonl", &(lines.join("\n") + "\n"));
     let (ok, out) = verify(&[], std::slice::from_ref(&copy));
     assert!(ok, "{out}");
@@ -800,6 +819,8 @@ async fn stdout_sink_http_429_and_structured_logs() {
     ));
     let key = [("x-api-key", "k-alice")];
     let params = json!({"name": "echo", "arguments": {"text": "hi"}});
+    let discover = http::modern_request(&gw.url(), 0, "server/discover", json!({}), &key).await;
+    assert_eq!(discover.status, 200, "{discover:?}");
     let ok = http::modern_request(&gw.url(), 1, "tools/call", params.clone(), &key).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     let refused = http::modern_request(&gw.url(), 2, "tools/call", params, &key).await;
@@ -821,14 +842,19 @@ async fn stdout_sink_http_429_and_structured_logs() {
     drop(bob);
 
     let deadline = Instant::now() + WAIT;
-    while gw.stdout().lines().count() < 3 && Instant::now() < deadline {
+    // discover, ok, refused, unauthenticated, and bob's initialize
+    while gw.stdout().lines().count() < 5 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let out = gw.stdout();
     let dir = crate::util::TestDir::new("audit-stdout");
     let copy = dir.write("stdout.jsonl", &out);
     let lines: Vec<Value> = records(&copy);
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 5, "{out}");
+    let methods: Vec<&str> = lines.iter().filter_map(|r| r["method"].as_str()).collect();
+    assert_eq!(methods[0], "server/discover", "{out}");
+    assert!(methods.contains(&"initialize"), "{out}");
+    assert_eq!(lines[0]["sub"], "alice");
     let (ok, text) = verify(&[], std::slice::from_ref(&copy));
     assert!(ok, "{text}");
     assert_schema_valid(&[copy]);
@@ -1105,4 +1131,47 @@ async fn limits_change_with_hot_reload_and_unchanged_buckets_are_kept() {
         let r = echo(&mut alice).await;
         assert!(r["result"].is_object(), "raised limit: {r}");
     }
+}
+
+/// `mcp_gateway_open_streams` counts GET streams and WebSockets while they
+/// are open, per transport, and forgets them when they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_are_gauged_per_transport() {
+    use crate::util::front::WsClient;
+    let gw = Gateway::start(&format!("{}{}", listen(), demo_backend("demo")));
+    let metrics_url = format!("{}/metrics", gw.admin_url());
+    let gauge = async |transport: &str| {
+        let text = http::get(&metrics_url, &[]).await.body;
+        metric(
+            &text,
+            &format!("mcp_gateway_open_streams{{transport=\"{transport}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let settle = async |transport: &str, want: f64| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = gauge(transport).await;
+            if now == want || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let session = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
+    let stream = session.get_stream(None).await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(settle("streamable_http", 1.0).await, 1.0);
+    let mut ws = WsClient::try_connect(
+        &format!("ws://{}/ws", gw.addr()),
+        &[("sec-websocket-protocol", "mcp")],
+    )
+    .await
+    .expect("websocket");
+    ws.initialize("2025-11-25").await;
+    assert_eq!(settle("websocket", 1.0).await, 1.0);
+    drop(stream);
+    drop(ws);
+    assert_eq!(settle("streamable_http", 0.0).await, 0.0);
+    assert_eq!(settle("websocket", 0.0).await, 0.0);
 }
