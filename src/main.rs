@@ -367,7 +367,9 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     let admin_addr = admin_listener.local_addr()?;
 
     let shutdown = CancellationToken::new();
-    let audit = mcp_gateway::audit::AuditSink::start(&config.audit)?;
+    let replica = mcp_gateway::audit::replica_id(config.state.replica_id.as_deref());
+    tracing::info!(replica = %replica, "replica id (audit records)");
+    let audit = mcp_gateway::audit::AuditSink::start(&config.audit, &replica)?;
     let gw = Gateway::with_audit(config.clone(), shutdown.clone(), audit);
     gw.limits
         .spawn_eviction(Duration::from_secs(5), shutdown.clone());

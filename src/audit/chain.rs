@@ -102,20 +102,30 @@ pub struct Summary {
     pub first_seq: u64,
     pub last_seq: u64,
     pub last_hash: String,
+    /// The `replica` of the chain's first record (absent in older logs).
+    pub replica: Option<String>,
+    /// The chain's files, oldest first.
+    pub paths: Vec<String>,
 }
 
 struct Line {
-    file: String,
     line: usize,
     text: String,
 }
 
-/// Verifies the chain across `files`, taken in the order of their first
-/// record's `seq` (so rotated files may be given in any order). Unless
-/// `partial`, the chain must start at `seq` 1 with the genesis `prev_hash`.
-pub fn verify(files: &[PathBuf], partial: bool) -> Result<Summary, VerifyError> {
-    let mut per_file: Vec<(u64, Vec<Line>)> = Vec::new();
-    for path in files {
+/// One file given to `verify`, with what its first and last records say
+/// about where it sits in a chain.
+struct LogFile {
+    file: String,
+    lines: Vec<Line>,
+    /// `seq`, `prev_hash` and `replica` of the first record.
+    head: Option<(u64, String, Option<String>)>,
+    /// `seq` and `hash` of the last record.
+    tail: Option<(u64, String)>,
+}
+
+impl LogFile {
+    fn read(path: &Path) -> Result<LogFile, VerifyError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|error| VerifyError::Read {
             file: file.clone(),
@@ -125,30 +135,169 @@ pub fn verify(files: &[PathBuf], partial: bool) -> Result<Summary, VerifyError> 
             .split_inclusive('\n')
             .enumerate()
             .map(|(i, l)| Line {
-                file: file.clone(),
                 line: i + 1,
                 text: l.to_owned(),
             })
             .collect();
-        let first_seq = lines
-            .first()
-            .and_then(|l| serde_json::from_str::<Value>(&l.text).ok())
-            .and_then(|v| v.get("seq").and_then(Value::as_u64))
-            .unwrap_or(u64::MAX);
-        per_file.push((first_seq, lines));
+        let parse = |line: Option<&Line>| {
+            line.and_then(|l| serde_json::from_str::<Map<String, Value>>(&l.text).ok())
+        };
+        let head = parse(lines.first()).and_then(|r| {
+            Some((
+                r.get("seq")?.as_u64()?,
+                r.get("prev_hash")?.as_str()?.to_owned(),
+                r.get("replica").and_then(Value::as_str).map(str::to_owned),
+            ))
+        });
+        let tail = parse(lines.last())
+            .and_then(|r| Some((r.get("seq")?.as_u64()?, r.get("hash")?.as_str()?.to_owned())));
+        Ok(LogFile {
+            file,
+            lines,
+            head,
+            tail,
+        })
     }
-    per_file.sort_by_key(|(seq, _)| *seq);
+}
+
+/// Verifies the chains in `files`. Each replica writes its own chain, and a
+/// chain may span several files (rotation), given in any order: a file
+/// continues the one whose last record has the `seq` before its first
+/// record's and the `hash` its first record names as `prev_hash`. Files
+/// that continue none start a chain, which must begin at `seq` 1 with the
+/// genesis `prev_hash` unless `partial`; every chain is then checked record
+/// by record. One summary per chain, ordered by replica.
+pub fn verify(files: &[PathBuf], partial: bool) -> Result<Vec<Summary>, VerifyError> {
+    let logs: Vec<LogFile> = files
+        .iter()
+        .map(|p| LogFile::read(p))
+        .collect::<Result<_, _>>()?;
+    // Which file ends with (seq, hash).
+    let mut ends: std::collections::HashMap<(u64, &str), usize> = std::collections::HashMap::new();
+    for (i, log) in logs.iter().enumerate() {
+        if let Some((seq, hash)) = &log.tail {
+            ends.insert((*seq, hash.as_str()), i);
+        }
+    }
+    let mut next: Vec<Option<usize>> = vec![None; logs.len()];
+    let mut has_previous = vec![false; logs.len()];
+    for (i, log) in logs.iter().enumerate() {
+        let Some((seq, prev, _)) = &log.head else {
+            continue;
+        };
+        let Some(&before) = seq
+            .checked_sub(1)
+            .and_then(|s| ends.get(&(s, prev.as_str())))
+        else {
+            continue;
+        };
+        if before == i {
+            continue;
+        }
+        if let Some(other) = next.get(before).copied().flatten() {
+            return Err(VerifyError::Broken {
+                file: log.file.clone(),
+                line: 1,
+                why: format!(
+                    "continues {} as {} does too (the same records given twice?)",
+                    logs.get(before).map(|l| l.file.as_str()).unwrap_or(""),
+                    logs.get(other).map(|l| l.file.as_str()).unwrap_or("")
+                ),
+            });
+        }
+        if let Some(slot) = next.get_mut(before) {
+            *slot = Some(i);
+        }
+        if let Some(flag) = has_previous.get_mut(i) {
+            *flag = true;
+        }
+    }
+    let mut visited = vec![false; logs.len()];
+    let mut summaries = Vec::new();
+    // Earliest first, so the first break of a chain is the one reported.
+    let mut starts: Vec<usize> = (0..logs.len()).collect();
+    starts.sort_by_key(|&i| logs.get(i).and_then(|l| l.head.as_ref()).map(|h| h.0));
+    for start in starts {
+        let Some(log) = logs.get(start) else { continue };
+        if has_previous.get(start).copied().unwrap_or(false) || log.lines.is_empty() {
+            continue;
+        }
+        let mut chain = Vec::new();
+        let mut at = Some(start);
+        while let Some(i) = at {
+            if visited.get(i).copied().unwrap_or(true) {
+                break;
+            }
+            if let Some(v) = visited.get_mut(i) {
+                *v = true;
+            }
+            chain.extend(logs.get(i));
+            at = next.get(i).copied().flatten();
+        }
+        if let Some((seq, _, replica)) = &log.head
+            && *seq > 1
+        {
+            // Another chain ending just before this one, from the same
+            // replica: one chain cut in two by an altered record, not two.
+            let cut = logs.iter().find(|other| {
+                !std::ptr::eq(*other, log)
+                    && other.tail.as_ref().is_some_and(|(s, _)| s + 1 == *seq)
+                    && other.head.as_ref().map(|h| &h.2) == Some(replica)
+            });
+            if let Some(other) = cut {
+                return Err(VerifyError::Broken {
+                    file: log.file.clone(),
+                    line: 1,
+                    why: format!(
+                        "prev_hash is not the hash of the last record of {} (seq {})",
+                        other.file,
+                        seq - 1
+                    ),
+                });
+            }
+        }
+        summaries.push(verify_chain(&chain, partial)?);
+    }
+    // Files whose records only lead into each other (a loop) start nothing.
+    if let Some(log) = logs
+        .iter()
+        .zip(&visited)
+        .find_map(|(log, seen)| (!seen && !log.lines.is_empty()).then_some(log))
+    {
+        return Err(VerifyError::Broken {
+            file: log.file.clone(),
+            line: 1,
+            why: "the file's records lead back into each other (reordered files?)".into(),
+        });
+    }
+    if summaries.is_empty() {
+        return Err(VerifyError::Empty);
+    }
+    summaries.sort_by(|a, b| (&a.replica, &a.paths).cmp(&(&b.replica, &b.paths)));
+    Ok(summaries)
+}
+
+/// Checks one chain record by record, across its files in order.
+fn verify_chain(chain: &[&LogFile], partial: bool) -> Result<Summary, VerifyError> {
     let mut expected: Option<(u64, String)> = None;
     let mut summary = Summary {
         records: 0,
-        files: files.len(),
+        files: chain.len(),
         first_seq: 0,
         last_seq: 0,
         last_hash: String::new(),
+        replica: chain
+            .first()
+            .and_then(|log| log.head.as_ref())
+            .and_then(|h| h.2.clone()),
+        paths: chain.iter().map(|log| log.file.clone()).collect(),
     };
-    for line in per_file.iter().flat_map(|(_, lines)| lines) {
+    for (log, line) in chain
+        .iter()
+        .flat_map(|log| log.lines.iter().map(move |line| (log, line)))
+    {
         let broken = |why: String| VerifyError::Broken {
-            file: line.file.clone(),
+            file: log.file.clone(),
             line: line.line,
             why,
         };
@@ -299,6 +448,129 @@ mod tests {
         r.insert("hash".into(), h1.clone().into());
         assert_eq!(record_hash(GENESIS, &r), h1);
         assert_ne!(record_hash(&h1, &r), h1);
+    }
+
+    /// `n` chained records of `replica` from `seq`, after `prev`: the
+    /// lines and the last hash.
+    fn records(replica: &str, seq: u64, n: u64, prev: &str) -> (String, String) {
+        let mut text = String::new();
+        let mut prev = prev.to_owned();
+        for s in seq..seq + n {
+            let mut r = Map::new();
+            r.insert("seq".into(), s.into());
+            r.insert("prev_hash".into(), prev.clone().into());
+            r.insert("replica".into(), replica.into());
+            let hash = record_hash(&prev, &r);
+            r.insert("hash".into(), hash.clone().into());
+            text.push_str(&Value::Object(r).to_string());
+            text.push('\n');
+            prev = hash;
+        }
+        (text, prev)
+    }
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn dir(name: &str) -> Dir {
+        let path = std::env::temp_dir().join(format!("chain-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    /// Three replicas, one of them rotated into three files: given in any
+    /// order, three chains verify.
+    fn three_replicas(d: &Dir) -> Vec<PathBuf> {
+        let write = |name: &str, text: &str| {
+            let path = d.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (a, _) = records("gw-a", 1, 4, GENESIS);
+        let (b1, h) = records("gw-b", 1, 3, GENESIS);
+        let (b2, h) = records("gw-b", 4, 2, &h);
+        let (b3, _) = records("gw-b", 6, 3, &h);
+        let (c, _) = records("gw-c", 1, 1, GENESIS);
+        vec![
+            write("b.jsonl", &b3),
+            write("a.jsonl", &a),
+            write("b.jsonl.2", &b2),
+            write("c.jsonl", &c),
+            write("b.jsonl.1", &b1),
+            write("empty.jsonl", ""),
+        ]
+    }
+
+    #[test]
+    fn files_of_several_replicas_verify_as_one_chain_each() {
+        let d = dir("several");
+        let files = three_replicas(&d);
+        let chains = verify(&files, false).unwrap();
+        let seen: Vec<(Option<&str>, u64, usize, u64)> = chains
+            .iter()
+            .map(|c| (c.replica.as_deref(), c.records, c.files, c.last_seq))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("gw-a"), 4, 1, 4),
+                (Some("gw-b"), 8, 3, 8),
+                (Some("gw-c"), 1, 1, 1)
+            ]
+        );
+        let b = &chains[1].paths;
+        assert!(
+            b[0].ends_with("b.jsonl.1") && b[2].ends_with("b.jsonl"),
+            "{b:?}"
+        );
+    }
+
+    #[test]
+    fn a_tampered_line_in_one_replicas_file_fails_at_that_line() {
+        let d = dir("tampered");
+        let files = three_replicas(&d);
+        let rotated = d.0.join("b.jsonl.2");
+        let text = std::fs::read_to_string(&rotated).unwrap();
+        std::fs::write(&rotated, text.replacen("\"gw-b\"", "\"gw-x\"", 2)).unwrap();
+        let err = verify(&files, false).unwrap_err().to_string();
+        // Line 1 still names the right prev_hash, so the file stays in the
+        // chain and its content fails there.
+        assert!(
+            err.starts_with(&format!("{}:1: hash does not match", rotated.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_rotated_file_or_a_cut_chain_fails_at_the_next_file() {
+        let d = dir("missing");
+        let files: Vec<PathBuf> = three_replicas(&d)
+            .into_iter()
+            .filter(|f| !f.ends_with("b.jsonl.2"))
+            .collect();
+        let err = verify(&files, false).unwrap_err().to_string();
+        assert!(
+            err.contains("b.jsonl:1: the chain starts at seq 6"),
+            "{err}"
+        );
+        assert!(verify(&files, true).is_ok(), "--partial accepts it");
+        // A record whose hash was recomputed after an edit: the next file no
+        // longer follows it; found even with --partial.
+        let files = three_replicas(&d);
+        let (b2, _) = records("gw-b", 4, 2, "f".repeat(64).as_str());
+        std::fs::write(d.0.join("b.jsonl.2"), b2).unwrap();
+        for partial in [false, true] {
+            let err = verify(&files, partial).unwrap_err().to_string();
+            assert!(
+                err.contains("b.jsonl.2:1: prev_hash is not the hash of the last record of")
+                    && err.contains("b.jsonl.1 (seq 3)"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

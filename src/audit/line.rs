@@ -36,6 +36,8 @@ pub struct Fields {
     pub arguments: Option<Value>,
     pub origin: Option<String>,
     pub remote_addr: Option<String>,
+    /// The replica writing this log (`[state] replica_id`).
+    pub replica: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +76,7 @@ struct Written<'a> {
     arguments: &'a Option<Value>,
     origin: &'a Option<String>,
     remote_addr: &'a Option<String>,
+    replica: &'a str,
 }
 
 /// What `hash` covers: every key but `hash`, sorted bytewise.
@@ -96,6 +99,7 @@ struct Hashed<'a> {
     prev_hash: &'a str,
     reason: &'a str,
     remote_addr: &'a Option<String>,
+    replica: &'a str,
     request_id: &'a Option<String>,
     seq: u64,
     session_id: &'a Option<String>,
@@ -148,6 +152,7 @@ impl Fields {
             prev_hash,
             reason: &self.reason,
             remote_addr: &self.remote_addr,
+            replica: &self.replica,
             request_id: &self.request_id,
             seq,
             session_id: &self.session_id,
@@ -194,6 +199,7 @@ impl Fields {
             arguments: &self.arguments,
             origin: &self.origin,
             remote_addr: &self.remote_addr,
+            replica: &self.replica,
         };
         let mut out = Vec::with_capacity(1024);
         let _ = serde_json::to_writer(&mut out, &line);
@@ -234,6 +240,7 @@ mod tests {
             arguments,
             origin: None,
             remote_addr: Some("127.0.0.1:1".into()),
+            replica: "gw-1".into(),
         }
     }
 

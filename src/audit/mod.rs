@@ -78,7 +78,29 @@ pub struct AuditSink {
     tx: Option<mpsc::Sender<Entry>>,
     capacity: usize,
     redact: bool,
+    /// `replica` of every record: which replica's chain it belongs to.
+    replica: Arc<str>,
     stats: Arc<AuditStats>,
+}
+
+/// This replica's name in audit records: `[state] replica_id` when set,
+/// else the host name (a pod's or VM's own name), else a random id chosen
+/// now.
+pub fn replica_id(configured: Option<&str>) -> String {
+    if let Some(id) = configured {
+        return id.to_owned();
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace));
+    hostname.unwrap_or_else(|| {
+        let mut bytes = [0u8; 4];
+        // Without randomness the id is still a valid (if shared) name.
+        let _ = getrandom::fill(&mut bytes);
+        format!("replica-{}", hex::encode(bytes))
+    })
 }
 
 impl AuditSink {
@@ -88,12 +110,14 @@ impl AuditSink {
             tx: None,
             capacity: 0,
             redact: true,
+            replica: Arc::from(""),
             stats: Arc::default(),
         })
     }
 
-    /// Opens the log (continuing its chain) and starts the writer thread.
-    pub fn start(config: &AuditConfig) -> Result<Arc<AuditSink>, AuditError> {
+    /// Opens the log (continuing its chain) and starts the writer thread;
+    /// every record names `replica` (`replica_id`).
+    pub fn start(config: &AuditConfig, replica: &str) -> Result<Arc<AuditSink>, AuditError> {
         let stats = Arc::new(AuditStats::default());
         let capacity = config.queue_depth.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -102,6 +126,7 @@ impl AuditSink {
             tx: Some(tx),
             capacity,
             redact: config.redact_arguments,
+            replica: Arc::from(replica),
             stats,
         }))
     }
@@ -250,6 +275,7 @@ impl AuditSink {
             arguments,
             origin: r.origin.clone(),
             remote_addr: r.remote_addr.clone(),
+            replica: self.replica.clone(),
         }
     }
 }

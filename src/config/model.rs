@@ -440,6 +440,9 @@ pub struct StateConfig {
     pub on_unavailable: OnUnavailable,
     /// The session-sealing key material (from `session_key_env`).
     pub session_key: Option<Secret>,
+    /// `replica_id`: this replica's name in audit records; `None`: the host
+    /// name (`audit::replica_id`).
+    pub replica_id: Option<String>,
 }
 
 /// What requests needing shared state get while Redis is unreachable.

@@ -836,6 +836,11 @@ pub(crate) struct RawState {
     /// value on every replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key_env: Option<String>,
+    /// This replica's name, in every audit record (`replica`). Default: the
+    /// host name (unique per replica in a container or VM; set it when
+    /// several replicas share a host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
 }
 
 impl Default for RawState {
@@ -846,6 +851,7 @@ impl Default for RawState {
             key_prefix: default_state_key_prefix(),
             on_unavailable: RawOnUnavailable::default(),
             session_key_env: None,
+            replica_id: None,
         }
     }
 }

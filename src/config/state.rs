@@ -56,6 +56,16 @@ impl Converter<'_> {
                 "the session key must be at least 32 characters",
             );
         }
+        if let Some(id) = &raw.replica_id
+            && (id.is_empty()
+                || id.len() > 128
+                || id.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            self.problem(
+                "state.replica_id",
+                "must be 1 to 128 characters without whitespace",
+            );
+        }
         StateConfig {
             redis_url,
             key_prefix: raw.key_prefix,
@@ -64,6 +74,7 @@ impl Converter<'_> {
                 RawOnUnavailable::Local => OnUnavailable::Local,
             },
             session_key: session_key.map(Secret::new),
+            replica_id: raw.replica_id,
         }
     }
 }

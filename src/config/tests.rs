@@ -965,6 +965,13 @@ fn state_section() {
     );
     assert_eq!(config.state.key_prefix, "gw-a:");
     assert_eq!(config.state.on_unavailable, OnUnavailable::Local);
+    assert_eq!(config.state.replica_id, None);
+    let config = load(&format!("[state]\nreplica_id = \"gw-eu-1\"\n{STDIO}"));
+    assert_eq!(config.state.replica_id.as_deref(), Some("gw-eu-1"));
+    check(
+        "[state]\nreplica_id = \"gw 1\"\n",
+        &["gw.toml:2:14: state.replica_id: must be 1 to 128 characters without whitespace"],
+    );
     // TLS and a password through the URL.
     let config = load(&format!(
         "[state]\nredis_url = \"rediss://:pw@redis.example:6380\"\n{STDIO}"

@@ -438,6 +438,13 @@ fn stateless_status(response: &Envelope) -> StatusCode {
     match response.error_code() {
         Some(mcp::code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
         Some(mcp::code::RATE_LIMITED) => StatusCode::TOO_MANY_REQUESTS,
+        // A decision that needed the shared state store (rate limits) while
+        // it is unreachable: 503, as the credential check answers.
+        Some(mcp::code::UNAUTHENTICATED)
+            if error_reason(response).as_deref() == Some(crate::state::UNAVAILABLE_REASON) =>
+        {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Some(
             mcp::code::INVALID_PARAMS
             | mcp::code::HEADER_MISMATCH
@@ -446,6 +453,15 @@ fn stateless_status(response: &Envelope) -> StatusCode {
         ) => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     }
+}
+
+/// `error.data.reason` of an error answer.
+fn error_reason(env: &Envelope) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(&env.to_json())
+        .ok()?
+        .pointer("/error/data/reason")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// `Retry-After` (whole seconds, rounded up) from `data.retry_after_ms`

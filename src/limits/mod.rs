@@ -19,6 +19,15 @@
 //! (kind, match and rate) is unchanged keeps its buckets, so only callers of
 //! a changed limit start afresh.
 //!
+//! Shared buckets: with `[state] redis_url` the same rate limits are kept
+//! in Redis instead (`state::limits`, GCRA in one Lua script), so the rate
+//! holds across replicas: every bucket a message spends is decided in one
+//! round trip, all or nothing. While Redis is unreachable,
+//! `on_unavailable = "deny"` refuses the message ("state store
+//! unavailable") and `"local"` falls back to this replica's own buckets
+//! with a warning. Concurrency caps stay per replica (they guard this
+//! replica's resources).
+//!
 //! Bounds that are not rates (body size, sessions per principal, in-flight
 //! per session, queue depths) are enforced where the resource lives, with
 //! the keys of `[limits]`.
@@ -26,7 +35,7 @@
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -34,10 +43,13 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use sha2::Digest as _;
 
 use crate::auth::Principal;
-use crate::config::{LimitRule, Rate, RateLimits};
+use crate::config::{LimitRule, OnUnavailable, Rate, RateLimits};
 use crate::mcp::{Call, Target};
+use crate::state::StateStore;
+use crate::state::limits::SharedBucket;
 
 /// How often (in calls) a limit compares its bucket count with
 /// `max_rate_keys`.
@@ -55,11 +67,16 @@ pub enum Admission {
     },
 }
 
-/// Why `admit` refused, and when to try again.
+/// Why `admit` refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub retry_after: Duration,
-    pub reason: String,
+pub enum Refused {
+    /// A rate limit or concurrency cap (-32005), and when to try again.
+    Limited {
+        retry_after: Duration,
+        reason: String,
+    },
+    /// The shared buckets cannot be reached and `on_unavailable = "deny"`.
+    StateUnavailable,
 }
 
 /// `data.retry_after_ms`: rounded up, so a client waiting that long finds
@@ -97,6 +114,9 @@ struct Limit {
     matcher: LimitRule,
     /// Kind + match + rate: equal definitions share buckets across reloads.
     identity: String,
+    /// A short digest of `identity`: the limit's part of its Redis keys,
+    /// so a changed limit starts afresh there too.
+    shared_id: String,
     buckets: Arc<Keyed>,
     calls: AtomicU64,
 }
@@ -119,6 +139,43 @@ struct Facts<'a> {
     tool: Option<&'a str>,
 }
 
+/// A principal's bucket key: tenant and subject.
+fn principal_key(principal: &Principal) -> String {
+    format!(
+        "{}\u{0}{}",
+        principal.tenant.as_deref().unwrap_or(""),
+        principal.sub
+    )
+}
+
+impl<'a> Facts<'a> {
+    fn of(
+        principal: &'a Principal,
+        principal_key: &'a str,
+        call: &'a Call,
+        backend: Option<&'a str>,
+    ) -> Facts<'a> {
+        // The backend's own tool name, without the multiplexing prefix.
+        let tool = match (&call.target, backend) {
+            (Target::Tool(name), Some(b)) => Some(
+                name.strip_prefix(b)
+                    .and_then(|rest| rest.strip_prefix("__"))
+                    .unwrap_or(name),
+            ),
+            (Target::Tool(name), None) => Some(name.as_str()),
+            _ => None,
+        };
+        Facts {
+            tenant: principal.tenant.as_deref(),
+            principal: principal_key,
+            subject: &principal.sub,
+            agent: principal.client_id.as_deref(),
+            backend,
+            tool,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Rejections {
     tenant: AtomicU64,
@@ -134,6 +191,12 @@ pub struct Limiter {
     settings: ArcSwap<Settings>,
     in_flight: Arc<DashMap<String, usize>>,
     rejections: Rejections,
+    /// Rates are decided in Redis when set (`[state] redis_url`).
+    shared: Option<Arc<StateStore>>,
+    /// Deciding locally because Redis is unreachable (`on_unavailable =
+    /// "local"`): logged once when it starts and once when it ends.
+    falling_back: AtomicBool,
+    n_local_fallback: AtomicU64,
 }
 
 /// Holds a concurrency slot until dropped.
@@ -167,10 +230,18 @@ impl Limiter {
     }
 
     pub fn new(config: &RateLimits) -> Arc<Limiter> {
+        Limiter::with_state(config, None)
+    }
+
+    /// Rates kept in `shared` (Redis) when given, else in this process.
+    pub fn with_state(config: &RateLimits, shared: Option<Arc<StateStore>>) -> Arc<Limiter> {
         Arc::new(Limiter {
             settings: ArcSwap::from_pointee(build(config, &[])),
             in_flight: Arc::new(DashMap::new()),
             rejections: Rejections::default(),
+            shared,
+            falling_back: AtomicBool::new(false),
+            n_local_fallback: AtomicU64::new(0),
         })
     }
 
@@ -180,34 +251,15 @@ impl Limiter {
         self.settings.store(Arc::new(build(config, &old.limits)));
     }
 
-    /// Spends one token of every limit the call matches.
+    /// Spends one token of every limit the call matches (this process's
+    /// buckets).
     pub fn check(&self, principal: &Principal, call: &Call, backend: Option<&str>) -> Admission {
         let settings = self.settings.load();
         if settings.limits.is_empty() {
             return Admission::Admit;
         }
-        let principal_key = format!(
-            "{}\u{0}{}",
-            principal.tenant.as_deref().unwrap_or(""),
-            principal.sub
-        );
-        let tool = match (&call.target, backend) {
-            (Target::Tool(name), Some(b)) => Some(
-                name.strip_prefix(b)
-                    .and_then(|rest| rest.strip_prefix("__"))
-                    .unwrap_or(name),
-            ),
-            (Target::Tool(name), None) => Some(name.as_str()),
-            _ => None,
-        };
-        let facts = Facts {
-            tenant: principal.tenant.as_deref(),
-            principal: &principal_key,
-            subject: &principal.sub,
-            agent: principal.client_id.as_deref(),
-            backend,
-            tool,
-        };
+        let principal_key = principal_key(principal);
+        let facts = Facts::of(principal, &principal_key, call, backend);
         for limit in &settings.limits {
             let Some(key) = key_for(&limit.matcher, limit.kind, &facts) else {
                 continue;
@@ -230,13 +282,7 @@ impl Limiter {
             }
             if let Err(not_until) = limit.buckets.check_key(&key) {
                 let retry_after = not_until.wait_time_from(limit.buckets.clock().now());
-                let counter = match limit.kind {
-                    Kind::Tenant => &self.rejections.tenant,
-                    Kind::Principal => &self.rejections.principal,
-                    Kind::Agent => &self.rejections.agent,
-                    Kind::Rule => &self.rejections.rule,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                self.count_rejection(limit.kind);
                 return Admission::Reject {
                     retry_after,
                     reason: format!("{} rate limit exceeded", describe(limit)),
@@ -246,9 +292,9 @@ impl Limiter {
         Admission::Admit
     }
 
-    /// Rates (`check`), then concurrency caps (`enter`): the slot to hold
-    /// while the call runs, or why not.
-    pub fn admit(
+    /// Rates (`check`, or `check_shared` with Redis), then concurrency
+    /// caps (`enter`): the slot to hold while the call runs, or why not.
+    pub async fn admit(
         &self,
         principal: &Principal,
         call: &Call,
@@ -258,19 +304,110 @@ impl Limiter {
             Admission::Reject {
                 retry_after,
                 reason,
-            } => Refused {
+            } => Refused::Limited {
                 retry_after,
                 reason,
             },
-            Admission::Admit => Refused {
+            Admission::Admit => Refused::Limited {
                 retry_after: Duration::ZERO,
                 reason: String::new(),
             },
         };
-        match self.check(principal, call, backend) {
+        let rates = match &self.shared {
+            Some(state) => self.check_shared(state, principal, call, backend).await?,
+            None => self.check(principal, call, backend),
+        };
+        match rates {
             Admission::Admit => self.enter(principal, backend).map_err(refused),
             reject => Err(refused(reject)),
         }
+    }
+
+    /// `check` against the buckets in Redis: one round trip for all the
+    /// limits that apply, none when no limit applies. Redis unreachable:
+    /// refused (`deny`) or decided by this replica's buckets (`local`).
+    async fn check_shared(
+        &self,
+        state: &StateStore,
+        principal: &Principal,
+        call: &Call,
+        backend: Option<&str>,
+    ) -> Result<Admission, Refused> {
+        // Held across the round trip, so a reload meanwhile cannot shift
+        // the index the script answers.
+        let settings = self.settings.load_full();
+        if settings.limits.is_empty() {
+            return Ok(Admission::Admit);
+        }
+        let principal_key = principal_key(principal);
+        let facts = Facts::of(principal, &principal_key, call, backend);
+        let mut applied: Vec<&Limit> = Vec::new();
+        let mut buckets: Vec<SharedBucket> = Vec::new();
+        for limit in &settings.limits {
+            if let Some(key) = key_for(&limit.matcher, limit.kind, &facts) {
+                buckets.push(SharedBucket::new(
+                    state.bucket_key(&limit.shared_id, &key),
+                    limit.matcher.rate.per_second.get(),
+                    limit.matcher.rate.burst.get(),
+                ));
+                applied.push(limit);
+            }
+        }
+        if buckets.is_empty() {
+            return Ok(Admission::Admit);
+        }
+        let error = if state.available() {
+            match state.take_tokens(&buckets).await {
+                Ok(refusal) => {
+                    if self.falling_back.load(Ordering::Relaxed)
+                        && self.falling_back.swap(false, Ordering::Relaxed)
+                    {
+                        tracing::info!("rate limits shared again through the state store");
+                    }
+                    let Some(refusal) = refusal else {
+                        return Ok(Admission::Admit);
+                    };
+                    let Some(limit) = applied.get(refusal.index) else {
+                        debug_assert!(false, "the script answers an index of the buckets given");
+                        return Err(Refused::StateUnavailable);
+                    };
+                    self.count_rejection(limit.kind);
+                    return Ok(Admission::Reject {
+                        retry_after: refusal.retry_after,
+                        reason: format!("{} rate limit exceeded", describe(limit)),
+                    });
+                }
+                Err(e) => e.to_string(),
+            }
+        } else {
+            "not connected".to_owned()
+        };
+        match state.on_unavailable() {
+            OnUnavailable::Deny => {
+                tracing::debug!(error = %error, "rate limit not decided: state store unavailable");
+                Err(Refused::StateUnavailable)
+            }
+            OnUnavailable::Local => {
+                self.n_local_fallback.fetch_add(1, Ordering::Relaxed);
+                if !self.falling_back.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %error,
+                        "state store unavailable: rate limits decided by this replica's own buckets (on_unavailable = \"local\")"
+                    );
+                }
+                Ok(self.check(principal, call, backend))
+            }
+        }
+    }
+
+    fn count_rejection(&self, kind: Kind) {
+        let counter = match kind {
+            Kind::Tenant => &self.rejections.tenant,
+            Kind::Principal => &self.rejections.principal,
+            Kind::Agent => &self.rejections.agent,
+            Kind::Rule => &self.rejections.rule,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes a concurrency slot of the principal and of the backend, or
@@ -400,6 +537,12 @@ impl Limiter {
              # TYPE mcp_gateway_rate_limit_buckets gauge\nmcp_gateway_rate_limit_buckets {}",
             self.keys()
         );
+        let _ = writeln!(
+            out,
+            "# HELP mcp_gateway_rate_limit_local_fallback_total Rate-limit decisions made by this replica's own buckets because the state store was unreachable (on_unavailable = \"local\").\n\
+             # TYPE mcp_gateway_rate_limit_local_fallback_total counter\nmcp_gateway_rate_limit_local_fallback_total {}",
+            self.n_local_fallback.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -489,6 +632,8 @@ fn build(config: &RateLimits, old: &[Limit]) -> Settings {
         .into_iter()
         .map(|(kind, matcher)| {
             let identity = format!("{}|{:?}", kind.name(), matcher);
+            let digest = sha2::Sha256::digest(identity.as_bytes());
+            let shared_id = hex::encode(digest.get(..8).unwrap_or_default());
             let buckets = old
                 .iter()
                 .find(|l| l.identity == identity)
@@ -498,6 +643,7 @@ fn build(config: &RateLimits, old: &[Limit]) -> Settings {
                 kind,
                 matcher,
                 identity,
+                shared_id,
                 buckets,
                 calls: AtomicU64::new(0),
             }

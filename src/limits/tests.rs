@@ -179,3 +179,32 @@ fn ten_thousand_principals_stay_within_the_key_bound() {
     limiter.evict_idle();
     assert_eq!(limiter.keys(), 0);
 }
+
+/// The Redis keys of a limit follow its definition: a reload keeps an
+/// unchanged limit's shared buckets and starts a changed one afresh, as
+/// the in-process buckets do.
+#[test]
+fn shared_bucket_ids_follow_the_limit_definition() {
+    let ids = |config: &RateLimits| -> Vec<String> {
+        build(config, &[])
+            .limits
+            .iter()
+            .map(|l| l.shared_id.clone())
+            .collect()
+    };
+    let mut config = RateLimits {
+        per_principal: rate(1, 1),
+        rules: vec![rule(Some("y"), None, 5, 5)],
+        max_keys: 100,
+        ..Default::default()
+    };
+    let before = ids(&config);
+    assert_eq!(before.len(), 2);
+    assert_ne!(before[0], before[1]);
+    assert!(before.iter().all(|id| id.len() == 16));
+    assert_eq!(ids(&config), before, "stable across builds and processes");
+    config.rules[0].rate = rate(5, 6).unwrap();
+    let after = ids(&config);
+    assert_eq!(after[0], before[0], "unchanged limit keeps its keys");
+    assert_ne!(after[1], before[1], "changed limit starts afresh");
+}

@@ -482,9 +482,36 @@ impl Session {
             return response;
         }
         let backend = self.backend_for(&call);
-        let _in_flight = match gw.limits.admit(&self.principal, &call, backend.as_deref()) {
+        let _in_flight = match gw
+            .limits
+            .admit(&self.principal, &call, backend.as_deref())
+            .await
+        {
             Ok(guard) => guard,
-            Err(Refused {
+            Err(Refused::StateUnavailable) => {
+                // Fail closed, as credential checks do: 503 (stateless) and
+                // -32001 with the reason "state store unavailable".
+                gw.metrics.observe_decided(
+                    &method,
+                    backend.as_deref().unwrap_or(""),
+                    "allow",
+                    "error",
+                );
+                tracing::warn!(
+                    session.id = %self.id, sub = %self.principal.sub, method = %method,
+                    "refused: the shared rate limits are in the state store, which is unavailable"
+                );
+                audit
+                    .finish(backend, Outcome::Error(mcp::code::UNAUTHENTICATED))
+                    .await;
+                return Envelope::error(
+                    id,
+                    mcp::code::UNAUTHENTICATED,
+                    crate::state::UNAVAILABLE_REASON,
+                    Some(serde_json::json!({"reason": crate::state::UNAVAILABLE_REASON})),
+                );
+            }
+            Err(Refused::Limited {
                 retry_after,
                 reason,
             }) => {

@@ -106,17 +106,18 @@ impl Gateway {
             .iter()
             .map(|b| Backend::new(b.clone(), http.clone(), shutdown.child_token()))
             .collect();
+        let state = crate::state::StateStore::from_config(&config.state);
         Arc::new(Gateway {
             auth: Authenticator::new(&config.auth),
             // Deny-all until the configured policies are swapped in
             // (`main`, `replay`).
             policy: PolicyEngine::new(crate::policy::Snapshot::default()),
-            limits: Limiter::new(&config.limits.rates),
+            limits: Limiter::with_state(&config.limits.rates, state.clone()),
             audit,
             metrics: Arc::new(Metrics::default()),
             recorder: crate::record::Recorder::start(&config),
             tracer: crate::trace::Tracer::start(&config.telemetry, http.clone()),
-            state: crate::state::StateStore::from_config(&config.state),
+            state,
             sealer: config
                 .state
                 .session_key

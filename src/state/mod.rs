@@ -30,6 +30,7 @@ use crate::auth::revocation::{Revocation, StoreError};
 use crate::config::{OnUnavailable, StateConfig};
 use crate::session::Gateway;
 
+pub mod limits;
 pub mod seal;
 
 /// A Redis command (or connection attempt) taking longer counts as down.
@@ -38,6 +39,10 @@ const OP_TIMEOUT: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Wait between reconnection attempts while Redis is down.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
+
+/// What a client is told when a decision needs the state store and it is
+/// unreachable (`data.reason`; 503 where the transport has a status).
+pub const UNAVAILABLE_REASON: &str = "state store unavailable";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
