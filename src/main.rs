@@ -378,6 +378,9 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     tracing::info!(policies = %policies.summary(), "policies loaded");
     gw.policy.replace(policies);
     tokio::spawn(policy::reload::on_sighup(gw.clone()));
+    if let Some(state) = &gw.state {
+        state.set_listen_addr(addr);
+    }
     mcp_gateway::state::start(&gw).context("[state]")?;
     gw.auth.spawn_background(shutdown.clone());
     tokio::spawn(auth::watcher::run(gw.clone()));

@@ -21,6 +21,9 @@ pub(super) struct HttpLink {
     parsed: Option<reqwest::Url>,
     headers: Vec<(String, String)>,
     session_id: Mutex<Option<String>>,
+    /// The backend session belongs to a sealed session other replicas may
+    /// resume: dropping this link must not end it (see `ConnectParams`).
+    resumable: bool,
 }
 
 impl HttpLink {
@@ -28,13 +31,16 @@ impl HttpLink {
         client: reqwest::Client,
         url: String,
         headers: Vec<(String, String)>,
+        session_id: Option<String>,
+        resumable: bool,
     ) -> HttpLink {
         HttpLink {
             client,
             parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
-            session_id: Mutex::new(None),
+            session_id: Mutex::new(session_id),
+            resumable,
         }
     }
 
@@ -47,7 +53,7 @@ impl HttpLink {
         }
     }
 
-    fn session_id(&self) -> Option<String> {
+    pub(super) fn session_id(&self) -> Option<String> {
         self.session_id.lock().ok().and_then(|s| s.clone())
     }
 
@@ -218,7 +224,12 @@ impl HttpLink {
 
     /// The GET stream: server-initiated messages of a handshake-era session.
     /// Reconnects with `Last-Event-ID`; a 405 means the server has none.
-    pub(super) fn start_get_stream(&self, inner: Weak<Inner>, closed: CancellationToken) {
+    pub(super) fn start_get_stream(
+        &self,
+        inner: Weak<Inner>,
+        closed: CancellationToken,
+        seen: Option<Arc<Mutex<Option<String>>>>,
+    ) {
         let client = self.client.clone();
         let url = self.url.clone();
         let headers = self.headers.clone();
@@ -226,7 +237,11 @@ impl HttpLink {
             return;
         };
         tokio::spawn(async move {
-            let mut last_event_id: Option<String> = None;
+            // Resumes after the last event another GET stream of this
+            // backend session saw (another replica's, `Last-Event-ID`).
+            let mut last_event_id: Option<String> = seen
+                .as_ref()
+                .and_then(|s| s.lock().ok().and_then(|s| s.clone()));
             let mut failures: u32 = 0;
             loop {
                 let Some(strong) = inner.upgrade() else {
@@ -272,6 +287,11 @@ impl HttpLink {
                             let Some(Ok(event)) = event else { break };
                             if !event.id.is_empty() {
                                 last_event_id = Some(event.id.clone());
+                                if let Some(seen) = &seen
+                                    && let Ok(mut s) = seen.lock()
+                                {
+                                    *s = Some(event.id.clone());
+                                }
                             }
                             if event.data.trim().is_empty() {
                                 continue;
@@ -307,8 +327,36 @@ impl HttpLink {
     }
 }
 
+impl HttpLink {
+    /// Ends the backend session (DELETE) and waits for the answer: a client
+    /// ended a resumable session explicitly.
+    pub(super) async fn end_session(&self, inner: &Inner) {
+        let Some(sid) = self.session_id() else { return };
+        let mut req = self.client.delete(&self.url).header("mcp-session-id", sid);
+        if let Some(v) = inner.protocol_version() {
+            req = req.header("mcp-protocol-version", v);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(authorization) = inner.params.credentials.authorization() {
+            req = req.header(http::header::AUTHORIZATION, authorization);
+        }
+        if let Err(e) = req.timeout(Duration::from_secs(5)).send().await {
+            tracing::debug!(backend = %inner.backend, error = %e, "ending the backend session failed");
+        }
+        if let Ok(mut s) = self.session_id.lock() {
+            *s = None;
+        }
+    }
+}
+
 impl Drop for HttpLink {
     fn drop(&mut self) {
+        // Other replicas may still serve this backend session.
+        if self.resumable {
+            return;
+        }
         // End the backend session politely (DELETE); errors do not matter.
         if let Some(sid) = self.session_id() {
             let req = self.client.delete(&self.url).header("mcp-session-id", sid);

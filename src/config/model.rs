@@ -434,6 +434,10 @@ pub struct StateConfig {
     pub on_unavailable: OnUnavailable,
     /// The session-sealing key material (from `session_key_env`).
     pub session_key: Option<Secret>,
+    /// `[state] replica_id`: `None` means a random id chosen at start.
+    pub replica_id: Option<String>,
+    /// `[state] advertise_addr`: `None` means the bound listener address.
+    pub advertise_addr: Option<String>,
 }
 
 /// What requests needing shared state get while Redis is unreachable.

@@ -826,6 +826,15 @@ pub(crate) struct RawState {
     /// value on every replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key_env: Option<String>,
+    /// This replica's name in the session registry and in sealed session
+    /// ids ([A-Za-z0-9_.-], at most 64). Default: a random id at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
+    /// `host:port` where the other replicas reach this one's client
+    /// listener, to forward requests of sessions it owns. Default:
+    /// `listen.addr` as bound (set it when that is `0.0.0.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
 }
 
 impl Default for RawState {
@@ -836,6 +845,8 @@ impl Default for RawState {
             key_prefix: default_state_key_prefix(),
             on_unavailable: RawOnUnavailable::default(),
             session_key_env: None,
+            replica_id: None,
+            advertise_addr: None,
         }
     }
 }

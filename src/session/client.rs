@@ -66,6 +66,14 @@ pub struct Session {
     server_request_ids: Mutex<HashMap<JsonRpcId, String>>,
     /// The fixture this session is recorded to (`[record]`).
     tape: Option<Arc<crate::record::Tape>>,
+    /// A sealed session any replica may serve (`ConnectParams::resumable`):
+    /// its backend sessions are never re-opened here (the sealed id names
+    /// them), its backend GET streams follow the client's GET stream, and
+    /// its server→client request ids say where the answer goes.
+    resumable: bool,
+    /// While the client's GET stream is attached here: cancelled when it
+    /// ends or is replaced, which closes the backends' GET streams.
+    backend_streams: Mutex<Option<CancellationToken>>,
 }
 
 struct Upstream {
@@ -75,6 +83,9 @@ struct Upstream {
     /// for the client's GET stream, and the resources it subscribed to.
     watcher: Mutex<Option<AbortHandle>>,
     subscriptions: Mutex<std::collections::BTreeSet<String>>,
+    /// The last event id this replica saw on the backend's GET stream, from
+    /// which the next one resumes (`Last-Event-ID`).
+    seen_event: Arc<Mutex<Option<String>>>,
 }
 
 impl Session {
@@ -96,6 +107,7 @@ impl Session {
                 conn: tokio::sync::Mutex::new(None),
                 watcher: Mutex::new(None),
                 subscriptions: Mutex::new(Default::default()),
+                seen_event: Arc::default(),
             })
             .collect();
         let tape = gateway.recorder.as_ref().map(|r| {
@@ -109,7 +121,10 @@ impl Session {
                 backends: route.backends.iter().map(|b| &b.config).collect(),
             })
         });
+        let resumable = client.connect.resumable;
         let session = Arc::new(Session {
+            resumable,
+            backend_streams: Mutex::new(None),
             id,
             principal,
             route,
@@ -257,6 +272,14 @@ impl Session {
         {
             return Ok(conn.clone());
         }
+        if self.resumable {
+            // The sealed id names this session's backend sessions: a new
+            // one opened here would be unknown to every other replica.
+            return Err(BackendError::Unavailable {
+                backend: upstream.backend.name().to_owned(),
+                reason: "the backend session ended".into(),
+            });
+        }
         let conn = upstream
             .backend
             .connect(&self.principal.binding_key(), &self.client.connect)
@@ -271,6 +294,64 @@ impl Session {
             self.restart_watcher(index, conn.clone());
         }
         Ok(conn)
+    }
+
+    /// Puts a connection opened (or resumed) before the session existed
+    /// into upstream `index`.
+    pub(super) fn install(self: &Arc<Self>, index: usize, conn: Connection) {
+        let Some(upstream) = self.upstreams.get(index) else {
+            return;
+        };
+        if let Some(tape) = &self.tape {
+            tape.backend_facts(upstream.backend.name(), conn.facts());
+        }
+        let attachment = conn.attach(self.unrelated_sink(index));
+        match upstream.conn.try_lock() {
+            Ok(mut slot) => *slot = Some((conn.clone(), attachment)),
+            // A new session's slots are not locked by anyone yet.
+            Err(_) => debug_assert!(false, "installing into a busy upstream"),
+        }
+        if self.client.era == Era::Handshake && conn.facts().era == Era::Stateless {
+            self.restart_watcher(index, conn);
+        }
+    }
+
+    pub(crate) fn is_resumable(&self) -> bool {
+        self.resumable
+    }
+
+    /// Opens the backends' GET streams of a resumable session for the
+    /// client's GET stream attached here; they close when the returned
+    /// guard drops (the client's stream ended) or a newer GET replaces it.
+    pub fn attach_backend_streams(&self) -> Option<tokio_util::sync::DropGuard> {
+        if !self.resumable {
+            return None;
+        }
+        let token = self.closed.child_token();
+        if let Ok(mut current) = self.backend_streams.lock()
+            && let Some(old) = current.replace(token.clone())
+        {
+            old.cancel();
+        }
+        for u in &self.upstreams {
+            if let Ok(slot) = u.conn.try_lock()
+                && let Some((conn, _)) = slot.as_ref()
+            {
+                conn.open_get_stream(&token, u.seen_event.clone());
+            }
+        }
+        Some(token.drop_guard())
+    }
+
+    /// Ends the backend sessions for good (the client's DELETE of a
+    /// resumable session; other sessions end theirs when dropped).
+    pub async fn end_backend_sessions(&self) {
+        for u in &self.upstreams {
+            let conn = u.conn.lock().await.as_ref().map(|(c, _)| c.clone());
+            if let Some(conn) = conn {
+                conn.end_backend_session().await;
+            }
+        }
     }
 
     /// Where upstream `index` delivers what no call claims. On a
@@ -914,6 +995,7 @@ impl Session {
         self.relay(
             ClientBound::Request {
                 server_id: None,
+                from: None,
                 method: method.to_owned(),
                 params,
                 reply: tx,
@@ -979,6 +1061,19 @@ impl Session {
             }
             match result {
                 Err(BackendError::Unavailable { ref reason, .. })
+                    if self.resumable && reason.contains("session ended") =>
+                {
+                    // Every replica resumes the backend session the sealed
+                    // id names; it is gone, so the session is over (404
+                    // next, and the client initializes a new one).
+                    tracing::info!(session.id = %self.id, backend, "backend session ended; ending the session");
+                    if let Some(gw) = self.gateway() {
+                        let id = self.id.clone();
+                        tokio::spawn(async move { gw.end_session_everywhere(&id).await });
+                    }
+                    return result;
+                }
+                Err(BackendError::Unavailable { ref reason, .. })
                     if attempt == 1 && reason.contains("session ended") =>
                 {
                     tracing::info!(session.id = %self.id, "backend session ended; re-initializing");
@@ -1016,6 +1111,7 @@ impl Session {
             }
             ClientBound::Request {
                 server_id,
+                from,
                 method,
                 params,
                 reply,
@@ -1031,7 +1127,15 @@ impl Session {
                     return;
                 }
                 let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
-                let id = format!("gw-{n}");
+                let id = match (&server_id, &from) {
+                    // The answer may reach another replica: the id says
+                    // which backend asked and under which id of its own.
+                    (Some(server_id), Some(backend)) if self.resumable => {
+                        let server_id = serde_json::to_string(server_id).unwrap_or_default();
+                        format!("gw-{n}~{backend}~{server_id}")
+                    }
+                    _ => format!("gw-{n}"),
+                };
                 if let Ok(mut pending) = self.client_requests.lock() {
                     pending.insert(id.clone(), reply);
                 }
@@ -1085,7 +1189,7 @@ impl Session {
     }
 
     /// A client's answer to a server→client request.
-    pub fn handle_response(&self, env: Envelope) {
+    pub fn handle_response(self: &Arc<Self>, env: Envelope) {
         self.record_client(crate::record::Dir::ClientToGateway, &env);
         let Some(JsonRpcId::Str(id)) = &env.id else {
             tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
@@ -1103,8 +1207,47 @@ impl Session {
             (Some(reply), Some(payload)) => {
                 let _ = reply.send(payload);
             }
+            (None, Some(payload)) if self.resumable => self.answer_elsewhere(id, payload),
             _ => tracing::debug!(session.id = %self.id, "response to an unknown request ignored"),
         }
+    }
+
+    /// The answer to a server→client request another replica relayed
+    /// (`gw-{n}~{backend}~{backend's id}`): straight to that backend, by
+    /// its own id. The relaying replica's wait for it then times out
+    /// unanswered; the backend ignores that late duplicate.
+    fn answer_elsewhere(self: &Arc<Self>, id: &str, payload: ResponsePayload) {
+        let mut parts = id.splitn(3, '~');
+        let (Some(_), Some(backend), Some(server_id)) = (parts.next(), parts.next(), parts.next())
+        else {
+            tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
+            return;
+        };
+        let Ok(server_id) = serde_json::from_str::<JsonRpcId>(server_id) else {
+            return;
+        };
+        let Some(index) = self
+            .upstreams
+            .iter()
+            .position(|u| u.backend.name() == backend)
+        else {
+            return;
+        };
+        let session = self.clone();
+        tokio::spawn(async move {
+            let sent = match session.conn(index).await {
+                Ok(conn) => conn.answer_server_request(server_id, payload).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => {
+                    tracing::debug!(session.id = %session.id, backend = %session.upstream_name(index), "answer relayed to the backend from another replica's request")
+                }
+                Err(e) => {
+                    tracing::debug!(session.id = %session.id, error = %e, "answer to a server request lost")
+                }
+            }
+        });
     }
 
     /// A client notification: cancellation aborts the request it names;
