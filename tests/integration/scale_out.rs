@@ -13,7 +13,7 @@ use crate::util::auth::{EchoHeaders, Keys, mint, revoke, toml_path};
 use crate::util::http::{self, McpSession, modern_request};
 use crate::util::process::{ChildGuard, free_port};
 use crate::util::redis::RedisServer;
-use crate::util::{Gateway, TestDir};
+use crate::util::{DemoServer, Gateway, TestDir};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "https://gw.test/mcp";
@@ -478,4 +478,406 @@ async fn a_replica_started_without_redis_fails_closed_until_it_appears() {
     let _redis = RedisServer::start_on(port);
     wait_ready(&gw, 200).await;
     assert_eq!(call(&gw, &grace).await.status, 200);
+}
+
+// --- sessions across replicas ----------------------------------------------------
+
+/// A replica with sealed sessions (`session_key_env`), named `replica_id`,
+/// in front of `backend` (a `[[backends]]` table).
+fn session_replica(redis_url: &str, keys: &str, backend: &str, replica_id: &str) -> Gateway {
+    let keys_file = Keys::get();
+    Gateway::builder(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [admin]\ntoken_env = \"GW_ADMIN_TOKEN\"\n\
+         [auth]\nmode = \"jwt\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = {jwks}\n\
+         [state]\nredis_url = \"{redis_url}\"\n{keys}\nsession_key_env = \"GW_SESSION_KEY\"\n\
+         replica_id = \"{replica_id}\"\n{backend}",
+        jwks = toml_path(&keys_file.path("jwks.json")),
+    ))
+    .env("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    .env("GW_SESSION_KEY", SESSION_KEY)
+    .start()
+}
+
+fn http_demo_backend(demo: &DemoServer) -> String {
+    format!(
+        "[[backends]]\nname = \"demo\"\ntransport = \"streamable_http\"\nurl = \"{}\"\n",
+        demo.url()
+    )
+}
+
+fn stdio_demo_backend() -> String {
+    let argv: Vec<String> = DemoServer::stdio_argv()
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    format!(
+        "[[backends]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = [{}]\n",
+        argv.join(", ")
+    )
+}
+
+/// One counter or gauge of a replica's `/metrics` (0 when absent).
+async fn metric(gw: &Gateway, name: &str) -> u64 {
+    metrics(gw)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn start_replicas(redis: &RedisServer, keys: &str, backend: &str, n: usize) -> Vec<Gateway> {
+    let replicas: Vec<Gateway> = (1..=n)
+        .map(|i| session_replica(&redis.url(), keys, backend, &format!("gw{i}")))
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    replicas
+}
+
+/// Headers of a request in `session` (the session id) as `auth`.
+fn in_session<'a>(auth: &'a str, session: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("authorization", auth),
+        ("mcp-session-id", session),
+        ("mcp-protocol-version", "2025-11-25"),
+    ]
+}
+
+async fn echo_in_session(
+    gw: &Gateway,
+    auth: &str,
+    session: &str,
+    message: &str,
+) -> http::RawResponse {
+    http::post_json(
+        &gw.url(),
+        &in_session(auth, session),
+        &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"message": message}}}),
+    )
+    .await
+}
+
+/// The text of an echo result, whatever the transport framing.
+fn echoed(resp: &http::RawResponse) -> String {
+    resp.rpc()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_run_full_sessions_through_haproxy_over_three_replicas() {
+    use crate::util::{py_client, ts_client};
+    let redis = RedisServer::start();
+    let demo = DemoServer::start_http();
+    let replicas = start_replicas(&redis, &prefix("sdk"), &http_demo_backend(&demo), 3).await;
+    let (_lb, url) = haproxy(&replicas);
+
+    let demo_url = demo.url().to_owned();
+    let direct =
+        tokio::task::spawn_blocking(move || py_client("legacy", &demo_url, "demo-full", &[]))
+            .await
+            .unwrap();
+    let header = format!("Authorization: Bearer {}", token("pia"));
+    let (lb_url, h) = (url.clone(), header.clone());
+    let through = tokio::task::spawn_blocking(move || {
+        py_client("legacy", &lb_url, "demo-full", &["--header", &h])
+    })
+    .await
+    .unwrap();
+    // Lists, calls, progress, elicitation and sampling (server→client
+    // requests answered through whichever replica the balancer picked).
+    assert_eq!(through, direct, "python SDK through haproxy vs direct");
+    let mut adopted = 0;
+    let mut serving = 0;
+    for gw in &replicas {
+        adopted += metric(gw, "mcp_gateway_sessions_adopted_total").await;
+        serving += u64::from(relayed(gw).await > 0);
+    }
+    assert!(adopted >= 1, "no replica adopted the session");
+    assert!(
+        serving >= 2,
+        "the session's requests all landed on one replica"
+    );
+
+    let (lb_url, h) = (url.clone(), header.clone());
+    let ts = tokio::task::spawn_blocking(move || {
+        ts_client("legacy", &lb_url, "demo-full", &["--header", &h])
+    })
+    .await
+    .unwrap();
+    for key in [
+        "echo",
+        "slow_count",
+        "ask_user",
+        "summarize",
+        "readme",
+        "greet",
+    ] {
+        assert_eq!(
+            ts[key], direct[key],
+            "typescript SDK through haproxy: {key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_backed_session_outlives_its_owner_and_a_delete_reaches_every_replica() {
+    // A handshake-era backend: its Mcp-Session-Id travels in the sealed id.
+    outlives_its_owner("2025-11-25").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_a_stateless_backend_outlives_its_owner_too() {
+    outlives_its_owner("2026-07-28").await;
+}
+
+async fn outlives_its_owner(backend_protocol: &str) {
+    let redis = RedisServer::start();
+    let demo = DemoServer::start_http();
+    let keys = prefix("adopt");
+    let backend = format!(
+        "{}protocol = \"{backend_protocol}\"\n",
+        http_demo_backend(&demo)
+    );
+    let mut replicas = start_replicas(&redis, &keys, &backend, 3).await;
+    let auth = format!("Bearer {}", token("otto"));
+    let session = McpSession::initialize(
+        &replicas[0].url(),
+        "2025-11-25",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let id = session.session_id.clone().unwrap_or_default();
+    assert!(id.starts_with("s1") && id.len() < 1024, "{id}");
+
+    // Replicas 2 and 3 never saw it: each adopts it once, from the id alone.
+    for (i, gw) in replicas.iter().enumerate() {
+        for round in 0..2 {
+            let resp = echo_in_session(gw, &auth, &id, &format!("r{i}.{round}")).await;
+            assert_eq!(
+                echoed(&resp),
+                format!("r{i}.{round}"),
+                "replica {}: {resp:?}",
+                i + 1
+            );
+        }
+    }
+    assert_eq!(
+        metric(&replicas[0], "mcp_gateway_sessions_adopted_total").await,
+        0
+    );
+    for gw in &replicas[1..] {
+        assert_eq!(metric(gw, "mcp_gateway_sessions_adopted_total").await, 1);
+    }
+    assert!(
+        replicas[1]
+            .stderr()
+            .contains("session adopted from another replica")
+    );
+    assert!(
+        !replicas[1].stderr().contains(&id),
+        "the sealed id was logged"
+    );
+
+    // Subscribed through replica 2, GET stream held on replica 3, the
+    // update caused through replica 1: the notification reaches the client.
+    // (A 2026-07-28 backend has no backend session: the gateway keeps the
+    // subscription itself, on the replica that got it, README.)
+    let subscriber = if backend_protocol == "2026-07-28" {
+        2
+    } else {
+        1
+    };
+    let subscribe = http::post_json(
+        &replicas[subscriber].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "resources/subscribe",
+                "params": {"uri": "demo://counter"}}),
+    )
+    .await;
+    assert!(subscribe.rpc().get("result").is_some(), "{subscribe:?}");
+    let mut stream = http::open_stream(
+        &replicas[2].url(),
+        &[
+            ("authorization", auth.as_str()),
+            ("mcp-session-id", id.as_str()),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("accept", "text/event-stream"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let bump = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "bump_counter", "arguments": {}}});
+    let deadline = Instant::now() + SETTLE;
+    'updated: loop {
+        // The backend GET stream opens asynchronously: bump until seen.
+        let resp = http::post_json(&replicas[0].url(), &in_session(&auth, &id), &bump).await;
+        assert!(resp.rpc().get("result").is_some(), "{resp:?}");
+        loop {
+            match stream.try_next_event(Duration::from_millis(500)).await {
+                Ok(Some(event)) => {
+                    let method = event.json().map(|m| m["method"].clone());
+                    if method == Some(json!("notifications/resources/updated")) {
+                        break 'updated;
+                    }
+                }
+                Ok(None) => panic!("replica 3 ended the GET stream"),
+                Err(()) => break,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no resources/updated on replica 3's GET stream"
+        );
+    }
+    drop(stream);
+
+    // The owner dies: the others go on with the same backend session.
+    drop(replicas.remove(0));
+    for gw in &replicas {
+        let resp = echo_in_session(gw, &auth, &id, "after").await;
+        assert_eq!(echoed(&resp), "after", "{resp:?}");
+    }
+
+    // DELETE on one replica: 404 on every replica, also one that never held it.
+    let deleted = http::delete(&replicas[0].url(), &in_session(&auth, &id)).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let resp = echo_in_session(&replicas[1], &auth, &id, "gone?").await;
+        if resp.status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 3 still serves a deleted session: {resp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        echo_in_session(&replicas[0], &auth, &id, "gone?")
+            .await
+            .status,
+        404
+    );
+    let late = session_replica(&redis.url(), &keys, &backend, "gw4");
+    wait_ready(&late, 200).await;
+    assert_eq!(
+        echo_in_session(&late, &auth, &id, "gone?").await.status,
+        404
+    );
+    assert_eq!(metric(&late, "mcp_gateway_sessions_adopted_total").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_session_is_forwarded_to_its_owner_and_ends_with_it() {
+    let redis = RedisServer::start();
+    let keys = prefix("forward");
+    let key_names = key_prefix_of(&keys);
+    let mut replicas = start_replicas(&redis, &keys, &stdio_demo_backend(), 2).await;
+    // Both replicas registered themselves, with a TTL.
+    let deadline = Instant::now() + SETTLE;
+    while redis.cli(&["GET", &format!("{key_names}replica:gw1")]) != replicas[0].addr().to_string()
+    {
+        assert!(Instant::now() < deadline, "replica gw1 never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ttl: i64 = redis
+        .cli(&["PTTL", &format!("{key_names}replica:gw1")])
+        .parse()
+        .unwrap_or(-1);
+    assert!((1..=5000).contains(&ttl), "registry key TTL {ttl} ms");
+
+    let auth = format!("Bearer {}", token("stella"));
+    let session = McpSession::initialize(
+        &replicas[0].url(),
+        "2025-11-25",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let id = session.session_id.clone().unwrap_or_default();
+    // On replica 2 the session's requests are forwarded to its owner.
+    for round in 0..3 {
+        let resp = echo_in_session(&replicas[1], &auth, &id, &format!("fwd{round}")).await;
+        assert_eq!(echoed(&resp), format!("fwd{round}"), "{resp:?}");
+    }
+    // SSE answers stream back through the forwarding replica.
+    let slow = http::post_json(
+        &replicas[1].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "slow_count", "arguments": {"steps": 3, "delay_ms": 10},
+                           "_meta": {"progressToken": "p1"}}}),
+    )
+    .await;
+    assert!(slow.is_sse(), "{slow:?}");
+    let progress = slow
+        .messages()
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    assert!(progress >= 1, "{slow:?}");
+    assert!(slow.rpc().get("result").is_some(), "{slow:?}");
+    assert!(metric(&replicas[1], "mcp_gateway_requests_forwarded_total").await >= 4);
+    assert_eq!(
+        metric(&replicas[1], "mcp_gateway_sessions_adopted_total").await,
+        0
+    );
+    // Only the owner ran the tools.
+    assert_eq!(relayed(&replicas[1]).await, 0);
+
+    // A forwarded request is never forwarded again.
+    let mut twice = in_session(&auth, &id).to_vec();
+    twice.push(("x-mcp-gateway-forwarded", "gw9"));
+    let resp = http::post_json(
+        &replicas[1].url(),
+        &twice,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(resp.status, 404, "{resp:?}");
+
+    // The owner dies with its process: 404, never another replica's process,
+    // and the client starts over there.
+    drop(replicas.remove(0));
+    let resp = echo_in_session(&replicas[0], &auth, &id, "orphan").await;
+    assert_eq!(resp.status, 404, "{resp:?}");
+    let again = McpSession::initialize(
+        &replicas[0].url(),
+        "2025-11-25",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let new_id = again.session_id.clone().unwrap_or_default();
+    let resp = echo_in_session(&replicas[0], &auth, &new_id, "fresh").await;
+    assert_eq!(echoed(&resp), "fresh", "{resp:?}");
+    // The dead replica's registration expires (TTL), the live one's stays.
+    let deadline = Instant::now() + SETTLE;
+    while !redis
+        .cli(&["GET", &format!("{key_names}replica:gw1")])
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dead replica stays registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !redis
+            .cli(&["GET", &format!("{key_names}replica:gw2")])
+            .is_empty()
+    );
+}
+
+/// `key_prefix = "…"` → the prefix itself.
+fn key_prefix_of(line: &str) -> String {
+    line.split('"').nth(1).unwrap_or_default().to_owned()
 }
