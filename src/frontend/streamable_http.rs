@@ -186,6 +186,25 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
                 }
                 Err(r) => return r.into_response_with_id(env.id.clone()),
             };
+            // An answer to a server→client request another replica relayed
+            // goes to that replica, which waits for it.
+            if env.kind() == Kind::Response
+                && !headers.contains_key(FORWARDED_HEADER)
+                && let Some(replica) = session.answer_waits_elsewhere(&env)
+                && let Some(addr) = replica_addr(&s.gw, &replica).await
+            {
+                let path = route_path(&route);
+                return forward::to_owner(
+                    &s.gw,
+                    &replica,
+                    &addr,
+                    axum::http::Method::POST,
+                    &path,
+                    &headers,
+                    body.clone(),
+                )
+                .await;
+            }
             post_in_session(s, session, env).await
         }
         None if is_stateless(&headers, &env) => {
@@ -219,6 +238,18 @@ async fn session_for(
         return Err(Reject::BadVersionHeader(v.to_owned()));
     }
     Ok(resolved)
+}
+
+/// Where a live replica is reached (`None`: gone, or no shared state).
+async fn replica_addr(gw: &Gateway, replica: &str) -> Option<String> {
+    let state = gw.state.as_ref()?;
+    match state.replica_addr(replica).await {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::warn!(error = %e, replica, "replica registry unavailable");
+            None
+        }
+    }
 }
 
 /// The path a route is served at (a forwarded request keeps it).

@@ -1127,13 +1127,19 @@ impl Session {
                     return;
                 }
                 let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
-                let id = match (&server_id, &from) {
-                    // The answer may reach another replica: the id says
-                    // which backend asked and under which id of its own.
-                    (Some(server_id), Some(backend)) if self.resumable => {
+                // The answer may reach another replica: the id says which
+                // replica waits for it and, for a backend's request, which
+                // backend asked under which id of its own (the fallback when
+                // that replica is gone).
+                let replica = self
+                    .gateway()
+                    .and_then(|g| g.state.as_ref().map(|s| s.replica_id().to_owned()));
+                let id = match (&server_id, &from, replica) {
+                    (Some(server_id), Some(backend), Some(replica)) if self.resumable => {
                         let server_id = serde_json::to_string(server_id).unwrap_or_default();
-                        format!("gw-{n}~{backend}~{server_id}")
+                        format!("gw-{n}~{replica}~{backend}~{server_id}")
                     }
+                    (_, _, Some(replica)) if self.resumable => format!("gw-{n}~{replica}"),
                     _ => format!("gw-{n}"),
                 };
                 if let Ok(mut pending) = self.client_requests.lock() {
@@ -1188,6 +1194,24 @@ impl Session {
         }
     }
 
+    /// The replica waiting for this answer to a server→client request, when
+    /// it is another one (the frontend forwards the answer there).
+    pub fn answer_waits_elsewhere(&self, env: &Envelope) -> Option<String> {
+        if !self.resumable {
+            return None;
+        }
+        let Some(JsonRpcId::Str(id)) = &env.id else {
+            return None;
+        };
+        if self.client_requests.lock().ok()?.contains_key(id) {
+            return None;
+        }
+        let replica = id.split('~').nth(1)?;
+        let gw = self.gateway()?;
+        let me = gw.state.as_ref()?.replica_id();
+        (replica != me).then(|| replica.to_owned())
+    }
+
     /// A client's answer to a server→client request.
     pub fn handle_response(self: &Arc<Self>, env: Envelope) {
         self.record_client(crate::record::Dir::ClientToGateway, &env);
@@ -1212,13 +1236,14 @@ impl Session {
         }
     }
 
-    /// The answer to a server→client request another replica relayed
-    /// (`gw-{n}~{backend}~{backend's id}`): straight to that backend, by
-    /// its own id. The relaying replica's wait for it then times out
-    /// unanswered; the backend ignores that late duplicate.
+    /// The answer to a server→client request relayed by a replica that is
+    /// gone (`gw-{n}~{replica}~{backend}~{backend's id}`): straight to that
+    /// backend, by its own id. A request the gateway itself asked (bridging
+    /// a 2026-07-28 backend's `input_required`) died with its replica.
     fn answer_elsewhere(self: &Arc<Self>, id: &str, payload: ResponsePayload) {
-        let mut parts = id.splitn(3, '~');
-        let (Some(_), Some(backend), Some(server_id)) = (parts.next(), parts.next(), parts.next())
+        let mut parts = id.splitn(4, '~');
+        let (Some(_), Some(_), Some(backend), Some(server_id)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
             return;

@@ -190,6 +190,13 @@ impl StateStore {
         Ok(SessionFacts { ended, owner_addr })
     }
 
+    /// Where replica `id` is reached, if it is alive.
+    pub async fn replica_addr(&self, id: &str) -> Result<Option<String>, StateError> {
+        let key = self.replica_key(id);
+        self.query(async |mut conn| redis::cmd("GET").arg(&key).query_async(&mut conn).await)
+            .await
+    }
+
     /// Marks a session ended for every replica and announces it.
     pub async fn end_session(&self, digest: &str) -> Result<(), StateError> {
         let key = self.ended_key(digest);

@@ -571,10 +571,27 @@ fn echoed(resp: &http::RawResponse) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_clients_run_full_sessions_through_haproxy_over_three_replicas() {
+    // The backend's own session id rides in the sealed id; its sampling and
+    // elicitation requests are answered through any replica.
+    sdk_sessions_through_haproxy("2025-11-25").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_through_haproxy_with_a_stateless_backend() {
+    // The gateway itself asks the client (bridging input_required): the
+    // answer goes back to the replica that asked.
+    sdk_sessions_through_haproxy("2026-07-28").await;
+}
+
+async fn sdk_sessions_through_haproxy(backend_protocol: &str) {
     use crate::util::{py_client, ts_client};
     let redis = RedisServer::start();
     let demo = DemoServer::start_http();
-    let replicas = start_replicas(&redis, &prefix("sdk"), &http_demo_backend(&demo), 3).await;
+    let backend = format!(
+        "{}protocol = \"{backend_protocol}\"\n",
+        http_demo_backend(&demo)
+    );
+    let replicas = start_replicas(&redis, &prefix("sdk"), &backend, 3).await;
     let (_lb, url) = haproxy(&replicas);
 
     let demo_url = demo.url().to_owned();
@@ -646,13 +663,7 @@ async fn outlives_its_owner(backend_protocol: &str) {
     );
     let mut replicas = start_replicas(&redis, &keys, &backend, 3).await;
     let auth = format!("Bearer {}", token("otto"));
-    let session = McpSession::initialize(
-        &replicas[0].url(),
-        "2025-11-25",
-        &[("authorization", &auth)],
-    )
-    .await;
-    let id = session.session_id.clone().unwrap_or_default();
+    let id = initialize_eliciting(&replicas[0], &auth).await;
     assert!(id.starts_with("s1") && id.len() < 1024, "{id}");
 
     // Replicas 2 and 3 never saw it: each adopts it once, from the id alone.
@@ -682,6 +693,38 @@ async fn outlives_its_owner(backend_protocol: &str) {
     assert!(
         !replicas[1].stderr().contains(&id),
         "the sealed id was logged"
+    );
+
+    // A server→client request relayed on replica 1's response stream,
+    // answered through replica 2: the answer finds its way back.
+    let mut call = http::open_stream(
+        &replicas[0].url(),
+        &in_session(&auth, &id),
+        Some(&json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+                     "params": {"name": "ask_user", "arguments": {"question": "colour?"}}})),
+    )
+    .await;
+    assert_eq!(call.status, 200);
+    let question = call.next_message(SETTLE).await.unwrap_or_default();
+    assert_eq!(question["method"], "elicitation/create", "{question}");
+    let answer = http::post_json(
+        &replicas[1].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "id": question["id"],
+                "result": {"action": "accept", "content": {"answer": "green"}}}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let seen = call.until_response(&json!(10), SETTLE).await;
+    let result = seen.last().cloned().unwrap_or_default();
+    assert_eq!(
+        result["result"]["content"][0]["text"], "user said: green",
+        "{seen:?}"
+    );
+    assert_eq!(
+        metric(&replicas[1], "mcp_gateway_requests_forwarded_total").await,
+        1,
+        "the answer was not sent to the replica that asked"
     );
 
     // Subscribed through replica 2, GET stream held on replica 3, the
@@ -875,6 +918,29 @@ async fn a_stdio_session_is_forwarded_to_its_owner_and_ends_with_it() {
             .cli(&["GET", &format!("{key_names}replica:gw2")])
             .is_empty()
     );
+}
+
+/// A 2025-11-25 session at `gw` whose client can answer elicitation; its id.
+async fn initialize_eliciting(gw: &Gateway, auth: &str) -> String {
+    let init = http::post_json(
+        &gw.url(),
+        &[("authorization", auth)],
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"elicitation": {}},
+            "clientInfo": {"name": "scale-out-test", "version": "0"}}}),
+    )
+    .await;
+    assert_eq!(init.status, 200, "{init:?}");
+    let id = init.header("mcp-session-id").unwrap_or_default().to_owned();
+    let ack = http::post_json(
+        &gw.url(),
+        &in_session(auth, &id),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(ack.status, 202, "{ack:?}");
+    id
 }
 
 /// `key_prefix = "…"` → the prefix itself.
