@@ -234,7 +234,7 @@ impl StateStore {
                 continue;
             };
             let set: Result<(), StateError> = self
-                .query(async |mut conn| {
+                .query_in_background(async |mut conn| {
                     redis::cmd("SET")
                         .arg(&key)
                         .arg(&addr)
@@ -250,7 +250,9 @@ impl StateStore {
         }
         // Gone at once for the others, instead of after the TTL.
         let _: Result<i64, StateError> = self
-            .query(async |mut conn| redis::cmd("DEL").arg(&key).query_async(&mut conn).await)
+            .query_in_background(async |mut conn| {
+                redis::cmd("DEL").arg(&key).query_async(&mut conn).await
+            })
             .await;
     }
 
@@ -282,8 +284,17 @@ impl StateStore {
         &self,
         run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StateError> {
-        let conn = self.conn()?;
         self.n_round_trips.fetch_add(1, Ordering::Relaxed);
+        self.query_in_background(run).await
+    }
+
+    /// `query` for the replica's own housekeeping (the registry
+    /// heartbeat): not counted with the round trips requests cause.
+    async fn query_in_background<T: redis::FromRedisValue>(
+        &self,
+        run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StateError> {
+        let conn = self.conn()?;
         match tokio::time::timeout(OP_TIMEOUT, run(conn)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(StateError::Timeout(OP_TIMEOUT)),
