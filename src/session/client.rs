@@ -316,6 +316,19 @@ impl Session {
         }
     }
 
+    /// Aborts the client's request `id` if it runs here. Dropping the call
+    /// tells the backend (notifications/cancelled with the backend's own id).
+    pub(crate) fn abort_request(&self, id: &JsonRpcId) -> bool {
+        let handle = self.in_flight.lock().ok().and_then(|mut f| f.remove(id));
+        match handle {
+            Some(handle) => {
+                handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn is_resumable(&self) -> bool {
         self.resumable
     }
@@ -1293,17 +1306,13 @@ impl Session {
                     .params
                     .as_deref()
                     .and_then(|p| serde_json::from_str::<Cancelled>(p.get()).ok());
-                if let Some(c) = cancelled {
-                    let handle = self
-                        .in_flight
-                        .lock()
-                        .ok()
-                        .and_then(|mut f| f.remove(&c.request_id));
-                    if let Some(handle) = handle {
-                        // Dropping the call tells the backend (notifications/cancelled
-                        // with the backend's own id).
-                        handle.abort();
-                    }
+                if let Some(c) = cancelled
+                    && !self.abort_request(&c.request_id)
+                    && self.resumable
+                    && let Some(gw) = self.gateway.upgrade()
+                {
+                    // The call may run on the replica its POST reached.
+                    gw.announce_cancel(&self.id, &c.request_id).await;
                 }
             }
             _ => {

@@ -330,4 +330,44 @@ impl Gateway {
             tracing::info!(session = %digest, "session ended on another replica");
         }
     }
+
+    /// Another replica received the client's cancellation of a request
+    /// this one may be running.
+    pub fn cancel_local_request(&self, digest: &str, request_id: &str) {
+        let Ok(request_id) = serde_json::from_str::<crate::mcp::JsonRpcId>(request_id) else {
+            return;
+        };
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .map(|s| {
+                s.values()
+                    .filter(|s| s.is_resumable() && seal::digest(&s.id) == digest)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for session in sessions {
+            if session.abort_request(&request_id) {
+                tracing::info!(session = %digest, "request cancelled through another replica");
+            }
+        }
+    }
+
+    /// A cancellation for a request not running here: announced, so the
+    /// replica running it aborts it.
+    pub(super) async fn announce_cancel(
+        &self,
+        session_id: &str,
+        request_id: &crate::mcp::JsonRpcId,
+    ) {
+        let Some(state) = &self.state else { return };
+        let request_id = serde_json::to_string(request_id).unwrap_or_default();
+        if let Err(e) = state
+            .announce_cancel(&seal::digest(session_id), &request_id)
+            .await
+        {
+            tracing::warn!(error = %e, "cancellation not passed on to the other replicas");
+        }
+    }
 }

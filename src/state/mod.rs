@@ -27,6 +27,9 @@
 //! `{prefix}ended:{digest}` with a TTL, set when a client deletes a session,
 //! announced on the channel `{prefix}sessions` so every replica drops its
 //! copy, and checked once before a replica adopts or forwards a session.
+//! A client's `notifications/cancelled` for a request not running on the
+//! replica that received it is announced on `{prefix}cancels`
+//! (`{digest} {request id}`): the replica running it aborts it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -165,6 +168,25 @@ impl StateStore {
 
     fn sessions_channel(&self) -> String {
         format!("{}sessions", self.prefix)
+    }
+
+    fn cancels_channel(&self) -> String {
+        format!("{}cancels", self.prefix)
+    }
+
+    /// Tells every replica that the client cancelled request `request_id`
+    /// (JSON) of a session: the replica running it aborts it.
+    pub async fn announce_cancel(&self, digest: &str, request_id: &str) -> Result<(), StateError> {
+        let channel = self.cancels_channel();
+        let message = format!("{digest} {request_id}");
+        self.query(async |mut conn| {
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&message)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
     }
 
     /// Whether a session was ended, and where its owner is (one pipeline,
@@ -456,6 +478,10 @@ impl StateStore {
         tokio::time::timeout(OP_TIMEOUT, pubsub.subscribe(&sessions))
             .await
             .map_err(|_| StateError::Timeout(OP_TIMEOUT))??;
+        let cancels = self.cancels_channel();
+        tokio::time::timeout(OP_TIMEOUT, pubsub.subscribe(&cancels))
+            .await
+            .map_err(|_| StateError::Timeout(OP_TIMEOUT))??;
         let (mut sink, mut messages) = pubsub.split();
         // Subscribed before reading: nothing announced in between is missed.
         self.resync(gw).await?;
@@ -468,6 +494,13 @@ impl StateStore {
                     Some(m) if m.get_channel_name() == sessions => {
                         if let Ok(digest) = m.get_payload::<String>() {
                             gw.end_local_session_by_digest(&digest);
+                        }
+                    }
+                    Some(m) if m.get_channel_name() == cancels => {
+                        if let Ok(payload) = m.get_payload::<String>()
+                            && let Some((digest, request_id)) = payload.split_once(' ')
+                        {
+                            gw.cancel_local_request(digest, request_id);
                         }
                     }
                     Some(_) => self.resync(gw).await?,

@@ -746,6 +746,50 @@ async fn outlives_its_owner(backend_protocol: &str) {
         "the answer was not sent to the replica that asked"
     );
 
+    // A call running on replica 1, cancelled through replica 3: the
+    // response stream on replica 1 ends without a result.
+    let mut slow = http::open_stream(
+        &replicas[0].url(),
+        &in_session(&auth, &id),
+        Some(&json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+                     "params": {"name": "slow_count", "arguments": {"steps": 10000, "delay_ms": 20},
+                                "_meta": {"progressToken": "c1"}}})),
+    )
+    .await;
+    let first = slow.next_message(SETTLE).await.unwrap_or_default();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    let cancel = http::post_json(
+        &replicas[2].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": 11, "reason": "changed my mind"}}),
+    )
+    .await;
+    assert_eq!(cancel.status, 202, "{cancel:?}");
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match slow.try_next_event(Duration::from_millis(500)).await {
+            Ok(None) => break,
+            Ok(Some(event)) => {
+                let msg = event.json().unwrap_or_default();
+                assert!(
+                    msg.get("result").is_none(),
+                    "the cancelled call finished: {msg}"
+                );
+            }
+            Err(()) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call on replica 1 still runs after its cancellation through replica 3"
+        );
+    }
+    assert!(
+        replicas[0]
+            .stderr()
+            .contains("request cancelled through another replica")
+    );
+
     // Subscribed through replica 2, GET stream held on replica 3, the
     // update caused through replica 1: the notification reaches the client.
     // (A 2026-07-28 backend has no backend session: the gateway keeps the
