@@ -15,6 +15,11 @@ use super::BackendError;
 use super::conn::Inner;
 use crate::mcp::{self, Envelope, Era, ResponsePayload};
 
+/// `params._meta` key carrying `[backend, event id]` of a message read from
+/// a resumable session's backend GET stream, up to the session, which
+/// removes it (`Session::relay`).
+pub const EVENT_TAG: &str = "io.mcp-gateway/backendEvent";
+
 pub(super) struct HttpLink {
     client: reqwest::Client,
     url: String,
@@ -287,17 +292,26 @@ impl HttpLink {
                             let Some(Ok(event)) = event else { break };
                             if !event.id.is_empty() {
                                 last_event_id = Some(event.id.clone());
-                                if let Some(seen) = &seen
-                                    && let Ok(mut s) = seen.lock()
-                                {
-                                    *s = Some(event.id.clone());
-                                }
                             }
                             if event.data.trim().is_empty() {
                                 continue;
                             }
                             let Some(inner) = inner.upgrade() else { return };
                             match Envelope::parse(&event.data) {
+                                // A resumable session learns, in order with
+                                // the messages, how far this stream got.
+                                Ok(mut msg) if seen.is_some() && !event.id.is_empty() => {
+                                    msg.params = Some(crate::mcp::meta::edit_params(
+                                        msg.params.as_deref(),
+                                        |p| {
+                                            crate::mcp::meta::meta_mut(p).insert(
+                                                EVENT_TAG.into(),
+                                                serde_json::json!([inner.backend, event.id]),
+                                            );
+                                        },
+                                    ));
+                                    inner.dispatch(msg, None)
+                                }
                                 Ok(msg) => inner.dispatch(msg, None),
                                 Err(e) => {
                                     tracing::warn!(backend = %inner.backend, error = %e, "unparseable SSE event from backend")

@@ -13,6 +13,7 @@
 mod conn;
 pub mod credentials;
 mod http;
+pub use http::EVENT_TAG;
 pub mod params;
 mod sse;
 mod stdio;

@@ -748,9 +748,25 @@ async fn get_stream(s: AppState, route: Route, headers: HeaderMap) -> Response {
         }
         Err(r) => return r.into_response(),
     };
-    let last_event_id =
-        header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
-    let mut events = session.subscribe_stream(last_event_id);
+    // `N` or, for a resumable session, `N~{replica}~{cursor}`: the buffer
+    // here replays after N when this replica sent it; an event another
+    // replica sent resumes the backends' GET streams from its cursor.
+    let last_event_id = header_str(&headers, "last-event-id").map(str::trim);
+    let (number, tag) = match last_event_id.map(|v| v.split_once('~').unwrap_or((v, ""))) {
+        Some((number, tag)) => (number.parse::<u64>().ok(), tag),
+        None => (None, ""),
+    };
+    let here = s.gw.state.as_ref().map(|st| st.replica_id()).unwrap_or("");
+    let from_elsewhere = !tag.is_empty() && tag.split('~').next() != Some(here);
+    let number = if from_elsewhere {
+        if !session.resume_from_tag(tag) {
+            tracing::debug!(session.id = %session.id, "unreadable Last-Event-ID; the stream starts afresh");
+        }
+        None
+    } else {
+        number
+    };
+    let mut events = session.subscribe_stream(number);
     // A resumable session's backend GET streams follow this one.
     let backend_streams = session.attach_backend_streams();
     let queue = s.gw.config.limits.max_queued_messages;
@@ -766,7 +782,7 @@ async fn get_stream(s: AppState, route: Route, headers: HeaderMap) -> Response {
                 _ = closing.cancelled() => return,
                 _ = ended.cancelled() => return,
                 e = events.recv() => match e {
-                    Some((id, json)) => sse::message_event(&json, Some(id)),
+                    Some(event) => sse::message_event(&event.2, Some(&crate::session::stream::event_id(&event))),
                     // Replaced by a newer GET stream, or cut for being slow.
                     None => return,
                 },

@@ -1100,6 +1100,11 @@ impl Session {
     /// Delivers a server message to the client: on the request's stream
     /// when there is one and it is open, else on the GET stream.
     pub(super) async fn relay(self: &Arc<Self>, msg: ClientBound, out: Option<&Out>) {
+        let msg = if self.resumable {
+            self.note_backend_event(msg)
+        } else {
+            msg
+        };
         let env = match msg {
             ClientBound::Notification { method, params } => {
                 // The merged lists are re-read on the next list; the
@@ -1191,9 +1196,113 @@ impl Session {
         if self.client.era != Era::Handshake {
             return;
         }
+        let tag = self.resumable.then(|| self.resume_tag()).flatten();
         if let Ok(mut s) = self.stream.lock() {
-            s.push(env.to_json());
+            s.push(env.to_json(), tag);
         }
+    }
+
+    /// Takes the backend event tag off a message read from a backend GET
+    /// stream and records how far that stream got: messages arrive here in
+    /// the order the stream delivered them.
+    fn note_backend_event(&self, msg: ClientBound) -> ClientBound {
+        let params = match &msg {
+            ClientBound::Notification { params, .. } | ClientBound::Request { params, .. } => {
+                params
+            }
+        };
+        // Parsed only when the marker is there (rare: GET-stream messages).
+        let tagged = params
+            .as_deref()
+            .is_some_and(|p| p.get().contains(crate::backend::EVENT_TAG));
+        if !tagged {
+            return msg;
+        }
+        let mut obj = mcp::meta::params_object(params.as_deref());
+        let tag = obj
+            .get_mut("_meta")
+            .and_then(Value::as_object_mut)
+            .and_then(|m| m.remove(crate::backend::EVENT_TAG));
+        if let Some(meta) = obj.get("_meta").and_then(Value::as_object)
+            && meta.is_empty()
+        {
+            obj.remove("_meta");
+        }
+        if let Some(Value::Array(parts)) = tag
+            && let [Value::String(backend), Value::String(event)] = parts.as_slice()
+            && let Some(upstream) = self.upstreams.iter().find(|u| u.backend.name() == backend)
+            && let Ok(mut seen) = upstream.seen_event.lock()
+        {
+            *seen = Some(event.clone());
+        }
+        let params = Some(to_raw(&obj));
+        match msg {
+            ClientBound::Notification { method, .. } => {
+                ClientBound::Notification { method, params }
+            }
+            ClientBound::Request {
+                server_id,
+                from,
+                method,
+                reply,
+                ..
+            } => ClientBound::Request {
+                server_id,
+                from,
+                method,
+                params,
+                reply,
+            },
+        }
+    }
+
+    /// `{replica}~{cursor}`: the cursor is base64url of `{backend: last
+    /// event id}` for the backends whose GET streams said how far they got.
+    /// Another replica resumes those streams from it (`resume_from_tag`).
+    fn resume_tag(&self) -> Option<Arc<str>> {
+        use base64::Engine as _;
+        let gw = self.gateway()?;
+        let replica = gw.state.as_ref()?.replica_id().to_owned();
+        let mut cursor = serde_json::Map::new();
+        for u in &self.upstreams {
+            if let Some(event) = u.seen_event.lock().ok().and_then(|s| s.clone()) {
+                cursor.insert(u.backend.name().to_owned(), Value::String(event));
+            }
+        }
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Value::Object(cursor).to_string());
+        Some(Arc::from(format!("{replica}~{cursor}")))
+    }
+
+    /// A client resumes with `Last-Event-ID` from an event another replica
+    /// sent: its backend GET streams continue from the backend event ids
+    /// the tag names. `false` when the tag is unreadable.
+    pub fn resume_from_tag(&self, tag: &str) -> bool {
+        use base64::Engine as _;
+        let Some((_, cursor)) = tag.split_once('~') else {
+            return false;
+        };
+        // Bounded: a header a client controls.
+        if cursor.len() > 4096 {
+            return false;
+        }
+        let Some(cursor) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|bytes| {
+                serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes).ok()
+            })
+        else {
+            return false;
+        };
+        for u in &self.upstreams {
+            if let Some(Value::String(event)) = cursor.get(u.backend.name())
+                && let Ok(mut seen) = u.seen_event.lock()
+            {
+                *seen = Some(event.clone());
+            }
+        }
+        true
     }
 
     /// Attaches the client's GET stream.

@@ -822,7 +822,7 @@ async fn outlives_its_owner(backend_protocol: &str) {
     let bump = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
                       "params": {"name": "bump_counter", "arguments": {}}});
     let deadline = Instant::now() + SETTLE;
-    'updated: loop {
+    let last_event_id = 'updated: loop {
         // The backend GET stream opens asynchronously: bump until seen.
         let resp = http::post_json(&replicas[0].url(), &in_session(&auth, &id), &bump).await;
         assert!(resp.rpc().get("result").is_some(), "{resp:?}");
@@ -831,7 +831,7 @@ async fn outlives_its_owner(backend_protocol: &str) {
                 Ok(Some(event)) => {
                     let method = event.json().map(|m| m["method"].clone());
                     if method == Some(json!("notifications/resources/updated")) {
-                        break 'updated;
+                        break 'updated event.id.unwrap_or_default();
                     }
                 }
                 Ok(None) => panic!("replica 3 ended the GET stream"),
@@ -842,8 +842,44 @@ async fn outlives_its_owner(backend_protocol: &str) {
             Instant::now() < deadline,
             "no resources/updated on replica 3's GET stream"
         );
-    }
+    };
     drop(stream);
+    if backend_protocol != "2026-07-28" {
+        // The event id says how far the backend's stream got; resumed on
+        // replica 2, the backend replays what the client missed meanwhile.
+        assert!(
+            last_event_id.contains("~gw3~"),
+            "event id {last_event_id:?}"
+        );
+        let resp = http::post_json(&replicas[0].url(), &in_session(&auth, &id), &bump).await;
+        assert!(resp.rpc().get("result").is_some(), "{resp:?}");
+        let mut resumed = http::open_stream(
+            &replicas[1].url(),
+            &[
+                ("authorization", auth.as_str()),
+                ("mcp-session-id", id.as_str()),
+                ("mcp-protocol-version", "2025-11-25"),
+                ("accept", "text/event-stream"),
+                ("last-event-id", last_event_id.as_str()),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(resumed.status, 200);
+        let replayed = loop {
+            match resumed.try_next_event(SETTLE).await {
+                Ok(Some(event)) => {
+                    let method = event.json().map(|m| m["method"].clone());
+                    if method == Some(json!("notifications/resources/updated")) {
+                        break event;
+                    }
+                }
+                other => panic!("nothing replayed on replica 2 after {last_event_id:?}: {other:?}"),
+            }
+        };
+        let replayed_id = replayed.id.unwrap_or_default();
+        assert!(replayed_id.contains("~gw2~"), "event id {replayed_id:?}");
+    }
 
     // The owner dies: the others go on with the same backend session.
     drop(replicas.remove(0));
