@@ -277,7 +277,7 @@ impl Session {
             // one opened here would be unknown to every other replica.
             return Err(BackendError::Unavailable {
                 backend: upstream.backend.name().to_owned(),
-                reason: "the backend session ended".into(),
+                reason: "not connected in this session".into(),
             });
         }
         let conn = upstream

@@ -229,6 +229,10 @@ impl Gateway {
         )
         .await;
         let mut ticket = self.ticket(route, client);
+        // A backend that failed here (a multiplexed route serves without
+        // it) has no session another replica could continue: the session
+        // is then its owner's alone, and is forwarded there. Its missing
+        // backend is not reconnected later either (`Session::open_conn`).
         ticket.adoptable = results.iter().all(Result::is_ok);
         ticket.backends = route
             .backends
