@@ -592,21 +592,37 @@ async fn sdk_clients_through_haproxy_with_a_stateless_backend() {
 }
 
 async fn sdk_sessions_through_haproxy(backend_protocol: &str) {
-    use crate::util::{py_client, ts_client};
-    let redis = RedisServer::start();
     let demo = DemoServer::start_http();
     let backend = format!(
         "{}protocol = \"{backend_protocol}\"\n",
         http_demo_backend(&demo)
     );
-    let replicas = start_replicas(&redis, &prefix("sdk"), &backend, 3).await;
+    sdk_sessions_through_haproxy_to(&backend, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_through_haproxy_with_a_stdio_backend_are_forwarded_to_its_owner() {
+    // Every request (the GET stream and the answers to server→client
+    // requests included) reaching another replica than the owner is
+    // forwarded there and its answer streamed back.
+    sdk_sessions_through_haproxy_to(&stdio_demo_backend(), false).await;
+}
+
+/// The Python and TypeScript SDK clients' `demo-full` tour through
+/// HAProxy in front of 3 replicas with `backend`: the same answers as the
+/// demo server gives directly, served by several replicas, each session
+/// adopted (`adoptable`) or forwarded to its owner.
+async fn sdk_sessions_through_haproxy_to(backend: &str, adoptable: bool) {
+    use crate::util::{py_client, ts_client};
+    let redis = RedisServer::start();
+    let replicas = start_replicas(&redis, &prefix("sdk"), backend, 3).await;
     let (_lb, url) = haproxy(&replicas);
 
-    let demo_url = demo.url().to_owned();
-    let direct =
-        tokio::task::spawn_blocking(move || py_client("legacy", &demo_url, "demo-full", &[]))
-            .await
-            .unwrap();
+    let direct = tokio::task::spawn_blocking(move || {
+        py_client("legacy", &DemoServer::stdio_target(), "demo-full", &[])
+    })
+    .await
+    .unwrap();
     let header = format!("Authorization: Bearer {}", token("pia"));
     let (lb_url, h) = (url.clone(), header.clone());
     let through = tokio::task::spawn_blocking(move || {
@@ -618,16 +634,24 @@ async fn sdk_sessions_through_haproxy(backend_protocol: &str) {
     // requests answered through whichever replica the balancer picked).
     assert_eq!(through, direct, "python SDK through haproxy vs direct");
     let mut adopted = 0;
+    let mut forwarded = 0;
     let mut serving = 0;
     for gw in &replicas {
         adopted += metric(gw, "mcp_gateway_sessions_adopted_total").await;
+        forwarded += metric(gw, "mcp_gateway_requests_forwarded_total").await;
         serving += u64::from(relayed(gw).await > 0);
     }
-    assert!(adopted >= 1, "no replica adopted the session");
-    assert!(
-        serving >= 2,
-        "the session's requests all landed on one replica"
-    );
+    if adoptable {
+        assert!(adopted >= 1, "no replica adopted the session");
+        assert!(
+            serving >= 2,
+            "the session's requests all landed on one replica"
+        );
+    } else {
+        assert_eq!(adopted, 0, "a stdio session was adopted");
+        assert!(forwarded >= 1, "no request reached another replica");
+        assert_eq!(serving, 1, "a stdio session was served by two replicas");
+    }
 
     let (lb_url, h) = (url.clone(), header.clone());
     let ts = tokio::task::spawn_blocking(move || {
