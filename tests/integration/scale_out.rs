@@ -1043,6 +1043,45 @@ async fn a_stdio_session_is_forwarded_to_its_owner_and_ends_with_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_forgets_the_session_ends_it_on_every_replica() {
+    let redis = RedisServer::start();
+    let mut demo = DemoServer::start_http();
+    let backend = format!("{}protocol = \"2025-11-25\"\n", http_demo_backend(&demo));
+    let replicas = start_replicas(&redis, &prefix("forgets"), &backend, 2).await;
+    let auth = format!("Bearer {}", token("fern"));
+    let id = initialize_eliciting(&replicas[0], &auth).await;
+    for gw in &replicas {
+        assert_eq!(echoed(&echo_in_session(gw, &auth, &id, "x").await), "x");
+    }
+    // The backend restarts at the same address without its sessions.
+    let addr = demo.addr();
+    demo.kill();
+    let _demo = DemoServer::start_http_at(&addr);
+    // The call that finds the backend session gone fails (-32010); after
+    // it the session is unknown everywhere, so the client starts over,
+    // instead of a replica quietly opening a backend session the others
+    // would not know.
+    let failed = echo_in_session(&replicas[1], &auth, &id, "y").await;
+    assert_eq!(failed.rpc()["error"]["code"], -32010, "{failed:?}");
+    for gw in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let resp = echo_in_session(gw, &auth, &id, "z").await;
+            if resp.status == 404 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still served: {resp:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let again = initialize_eliciting(&replicas[1], &auth).await;
+    assert_eq!(
+        echoed(&echo_in_session(&replicas[0], &auth, &again, "new").await),
+        "new"
+    );
+}
+
 /// A 2025-11-25 session at `gw` whose client can answer elicitation; its id.
 async fn initialize_eliciting(gw: &Gateway, auth: &str) -> String {
     let init = http::post_json(
