@@ -70,9 +70,10 @@ impl Gateway {
         let Ok(Some(ticket)) = sealer.open(id, principal) else {
             return Err(SessionError::NotFound);
         };
-        // Its owner does not hold it: it ended here (or this replica
-        // restarted and lost its processes).
-        if ticket.owner == state.replica_id() {
+        // Its owner does not hold it: it ended here, or this replica
+        // restarted (with a stable `replica_id`) and lost its processes.
+        // An adoptable session needs no owner: adopted again below.
+        if ticket.owner == state.replica_id() && !ticket.adoptable {
             return Err(SessionError::NotFound);
         }
         let digest = seal::digest(id);

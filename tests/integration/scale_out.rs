@@ -911,6 +911,12 @@ async fn outlives_its_owner(backend_protocol: &str) {
         let resp = echo_in_session(gw, &auth, &id, "after").await;
         assert_eq!(echoed(&resp), "after", "{resp:?}");
     }
+    // Restarted under its old name, the owner takes the session up again.
+    let restarted = session_replica(&redis.url(), &keys, &backend, "gw1");
+    wait_ready(&restarted, 200).await;
+    let resp = echo_in_session(&restarted, &auth, &id, "back").await;
+    assert_eq!(echoed(&resp), "back", "{resp:?}");
+    drop(restarted);
 
     // DELETE on one replica: 404 on every replica, also one that never held it.
     let deleted = http::delete(&replicas[0].url(), &in_session(&auth, &id)).await;
