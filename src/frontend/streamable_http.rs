@@ -782,7 +782,10 @@ async fn get_stream(s: AppState, route: Route, headers: HeaderMap) -> Response {
                 _ = closing.cancelled() => return,
                 _ = ended.cancelled() => return,
                 e = events.recv() => match e {
-                    Some(event) => sse::message_event(&event.2, Some(&crate::session::stream::event_id(&event))),
+                    Some(event) => {
+                        let id = crate::session::stream::event_id(&event);
+                        sse::message_event(&event.2, Some(&id))
+                    }
                     // Replaced by a newer GET stream, or cut for being slow.
                     None => return,
                 },
@@ -814,7 +817,14 @@ async fn delete(s: AppState, route: Route, headers: HeaderMap) -> Response {
         return Reject::MethodNotAllowed("DELETE needs an Mcp-Session-Id").into_response();
     };
     let route = super::scope_route(&s.gw, &principal, route, &headers, "mcp");
-    match session_for(&s.gw, session_id, &principal, route.as_ref(), &headers).await {
+    // As before sessions spanned replicas, DELETE does not check the
+    // MCP-Protocol-Version header.
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    match s
+        .gw
+        .resolve(session_id, &principal, route.as_ref(), forwarded)
+        .await
+    {
         Ok(Resolved::Local(session)) => {
             s.gw.end_session_everywhere(&session.id).await;
             tracing::info!(session.id = %session.id, "session deleted by the client");

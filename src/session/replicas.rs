@@ -66,7 +66,7 @@ impl Gateway {
         let (Some(sealer), Some(state)) = (&self.sealer, &self.state) else {
             return Err(SessionError::NotFound);
         };
-        // `session` checked the binding; only the ticket is new here.
+        // Another principal's, forged, or ticketless (owner-only): unknown.
         let Ok(Some(ticket)) = sealer.open(id, principal) else {
             return Err(SessionError::NotFound);
         };
