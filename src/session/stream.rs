@@ -92,6 +92,18 @@ mod tests {
     }
 
     #[test]
+    fn event_ids_carry_their_tag() {
+        let mut s = GetStream::new(3);
+        s.push("a".into(), None);
+        s.push("b".into(), Some(Arc::from("gw2~e30")));
+        let mut rx = s.subscribe(Some(0), 10);
+        let ids: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| event_id(&e))
+            .collect();
+        assert_eq!(ids, ["1", "2~gw2~e30"]);
+    }
+
+    #[test]
     fn slow_listener_is_cut() {
         let mut s = GetStream::new(100);
         let _rx = s.subscribe(None, 2);

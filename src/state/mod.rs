@@ -154,6 +154,13 @@ impl StateStore {
         if let Ok(mut a) = self.advertise_addr.lock()
             && a.is_none()
         {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    %addr,
+                    "listening on all interfaces without [state] advertise_addr: other replicas \
+                     forward this one's sessions to {addr}, which only works on this host"
+                );
+            }
             *a = Some(addr.to_string());
         }
     }
