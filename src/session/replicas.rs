@@ -79,6 +79,15 @@ impl Gateway {
         let digest = seal::digest(id);
         let facts = match state.session_facts(&digest, &ticket.owner).await {
             Ok(facts) => facts,
+            // `on_unavailable = "local"`: this replica's view, which does
+            // not know of deletions; an adoptable session is resumed.
+            Err(e)
+                if ticket.adoptable
+                    && state.on_unavailable() == crate::config::OnUnavailable::Local =>
+            {
+                tracing::warn!(error = %e, session = %digest, "state store unavailable: session resumed without checking that it was not deleted");
+                crate::state::SessionFacts::default()
+            }
             Err(e) => {
                 // Fail closed: whether it was ended cannot be known.
                 tracing::warn!(error = %e, session = %digest, "session not resumed: state store unavailable");

@@ -1088,6 +1088,34 @@ async fn a_backend_that_forgets_the_session_ends_it_on_every_replica() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_on_unavailable_local_still_adopts_a_session() {
+    let mut redis = RedisServer::start();
+    let demo = DemoServer::start_http();
+    let backend = http_demo_backend(&demo);
+    let keys = prefix("down");
+    let local = format!("{keys}\non_unavailable = \"local\"");
+    let replicas = start_replicas(&redis, &local, &backend, 2).await;
+    let auth = format!("Bearer {}", token("hal"));
+    let id = initialize_eliciting(&replicas[0], &auth).await;
+    redis.kill();
+    let deadline = Instant::now() + SETTLE;
+    while !metrics(&replicas[1])
+        .await
+        .contains("mcp_gateway_state_store_up 0")
+    {
+        assert!(Instant::now() < deadline, "replica 2 never saw Redis go");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = echo_in_session(&replicas[1], &auth, &id, "still").await;
+    assert_eq!(echoed(&resp), "still", "{resp:?}");
+    assert!(
+        replicas[1]
+            .stderr()
+            .contains("session resumed without checking that it was not deleted")
+    );
+}
+
 /// A 2025-11-25 session at `gw` whose client can answer elicitation; its id.
 async fn initialize_eliciting(gw: &Gateway, auth: &str) -> String {
     let init = http::post_json(
