@@ -600,8 +600,9 @@ impl Connection {
     }
 
     /// Opens the backend GET stream of a resumable session until `until`
-    /// (or the connection) ends, resuming after the event id in `seen`
-    /// and recording there the last one it receives.
+    /// (or the connection) ends, resuming after the event id in `seen`.
+    /// Its messages carry their event ids (`EVENT_TAG`) to the session,
+    /// which records in `seen` how far the client got.
     pub fn open_get_stream(&self, until: &CancellationToken, seen: Arc<Mutex<Option<String>>>) {
         if self.facts().era != Era::Handshake {
             return;

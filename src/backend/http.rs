@@ -300,7 +300,11 @@ impl HttpLink {
                             match Envelope::parse(&event.data) {
                                 // A resumable session learns, in order with
                                 // the messages, how far this stream got.
-                                Ok(mut msg) if seen.is_some() && !event.id.is_empty() => {
+                                Ok(mut msg)
+                                    if seen.is_some()
+                                        && !event.id.is_empty()
+                                        && msg.method.is_some() =>
+                                {
                                     msg.params = Some(crate::mcp::meta::edit_params(
                                         msg.params.as_deref(),
                                         |p| {
