@@ -258,7 +258,7 @@ impl Gateway {
                         protocol_version: facts.protocol_version.clone(),
                         stateless,
                         capabilities: if stateless {
-                            facts.capabilities.clone()
+                            compact_capabilities(&facts.capabilities)
                         } else {
                             Value::Null
                         },
@@ -383,5 +383,51 @@ impl Gateway {
         {
             tracing::warn!(error = %e, "cancellation not passed on to the other replicas");
         }
+    }
+}
+
+/// What a ticket keeps of a stateless backend's capabilities: which ones it
+/// has and their `true` flags (`listChanged`, `subscribe`), all the listen
+/// bridge reads; nested objects and texts would only lengthen the id.
+fn compact_capabilities(capabilities: &Value) -> Value {
+    let Some(all) = capabilities.as_object() else {
+        return serde_json::json!({});
+    };
+    let compact = all
+        .iter()
+        .map(|(name, value)| {
+            let flags: serde_json::Map<String, Value> = value
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(_, v)| v.as_bool() == Some(true))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name.clone(), Value::Object(flags))
+        })
+        .collect();
+    Value::Object(compact)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn compact_capabilities_keep_names_and_true_flags() {
+        let full = json!({
+            "tools": {"listChanged": true},
+            "resources": {"subscribe": true, "listChanged": false},
+            "logging": {},
+            "experimental": {"x": {"deep": "text"}},
+        });
+        assert_eq!(
+            super::compact_capabilities(&full),
+            json!({"tools": {"listChanged": true}, "resources": {"subscribe": true},
+                   "logging": {}, "experimental": {}})
+        );
+        assert_eq!(super::compact_capabilities(&json!(null)), json!({}));
     }
 }
