@@ -348,6 +348,10 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     if let Some(dir) = record {
         config.record.dir = Some(dir);
     }
+    // One name for this replica everywhere: audit records, sealed session
+    // ids and the replica registry.
+    let replica = mcp_gateway::audit::replica_id(config.state.replica_id.as_deref());
+    config.state.replica_id = Some(replica.clone());
     let config = Arc::new(config);
     let policies =
         policy::Snapshot::load(&config).map_err(|e| anyhow::anyhow!("invalid policies:\n{e}"))?;
@@ -367,8 +371,7 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     let admin_addr = admin_listener.local_addr()?;
 
     let shutdown = CancellationToken::new();
-    let replica = mcp_gateway::audit::replica_id(config.state.replica_id.as_deref());
-    tracing::info!(replica = %replica, "replica id (audit records)");
+    tracing::info!(replica = %replica, "replica id");
     let audit = mcp_gateway::audit::AuditSink::start(&config.audit, &replica)?;
     let gw = Gateway::with_audit(config.clone(), shutdown.clone(), audit);
     gw.limits
@@ -380,6 +383,9 @@ async fn serve(path: Option<PathBuf>, record: Option<PathBuf>) -> anyhow::Result
     tracing::info!(policies = %policies.summary(), "policies loaded");
     gw.policy.replace(policies);
     tokio::spawn(policy::reload::on_sighup(gw.clone()));
+    if let Some(state) = &gw.state {
+        state.set_listen_addr(addr);
+    }
     mcp_gateway::state::start(&gw).context("[state]")?;
     gw.auth.spawn_background(shutdown.clone());
     tokio::spawn(auth::watcher::run(gw.clone()));

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub sessions_opened: AtomicU64,
     pub sessions_active: AtomicU64,
     pub backend_errors: AtomicU64,
+    /// Sessions opened on another replica and resumed here from their
+    /// sealed id (`state` with several replicas).
+    pub sessions_adopted: AtomicU64,
+    /// Requests of a session owned by another replica, forwarded to it.
+    pub requests_forwarded: AtomicU64,
     /// (method, backend, decision, outcome) → count.
     decided: Mutex<Decided>,
     /// Time spent in the gateway itself (a request's latency less the
@@ -200,6 +205,18 @@ impl Metrics {
                 "counter",
                 "Calls that failed with -32010 or -32011.",
                 &self.backend_errors,
+            ),
+            (
+                "mcp_gateway_sessions_adopted_total",
+                "counter",
+                "Sessions opened on another replica and resumed here.",
+                &self.sessions_adopted,
+            ),
+            (
+                "mcp_gateway_requests_forwarded_total",
+                "counter",
+                "Requests forwarded to the replica that owns their session.",
+                &self.requests_forwarded,
             ),
         ];
         for (name, kind, help, v) in gauges {

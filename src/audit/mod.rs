@@ -83,24 +83,32 @@ pub struct AuditSink {
     stats: Arc<AuditStats>,
 }
 
-/// This replica's name in audit records: `[state] replica_id` when set,
-/// else the host name (a pod's or VM's own name), else a random id chosen
-/// now.
+/// This replica's name (audit records, sealed session ids, the replica
+/// registry): `[state] replica_id` when set, else the host name (a pod's or
+/// VM's own name, cut to what ids allow) and a random suffix chosen now, so
+/// replicas sharing a host, or a replica and its restarted self, differ.
 pub fn replica_id(configured: Option<&str>) -> String {
     if let Some(id) = configured {
         return id.to_owned();
     }
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let hostname: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace));
-    hostname.unwrap_or_else(|| {
-        let mut bytes = [0u8; 4];
-        // Without randomness the id is still a valid (if shared) name.
-        let _ = getrandom::fill(&mut bytes);
-        format!("replica-{}", hex::encode(bytes))
-    })
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(48)
+        .collect();
+    let mut bytes = [0u8; 4];
+    // Without randomness the id is still a valid (if shared) name.
+    let _ = getrandom::fill(&mut bytes);
+    let host = if hostname.is_empty() {
+        "replica"
+    } else {
+        hostname.as_str()
+    };
+    format!("{host}-{}", hex::encode(bytes))
 }
 
 impl AuditSink {

@@ -109,7 +109,13 @@ pub(super) async fn open(
             })
         }
         BackendTransport::StreamableHttp { url, headers } => {
-            let link = HttpLink::new(backend.http.clone(), url.clone(), headers.clone());
+            let link = HttpLink::new(
+                backend.http.clone(),
+                url.clone(),
+                headers.clone(),
+                None,
+                params.resumable,
+            );
             Arc::new(Inner::new(
                 name.clone(),
                 timeout,
@@ -191,10 +197,47 @@ pub(super) async fn open(
     );
     let handshake = facts.era == Era::Handshake;
     let _ = conn.inner.facts.set(facts);
-    if handshake && let Link::Http(link) = &conn.inner.link {
-        link.start_get_stream(Arc::downgrade(&conn.inner), conn.inner.closed.clone());
+    // A resumable session's GET stream opens only while the client's GET
+    // stream is attached to this replica (`Connection::open_get_stream`):
+    // a backend sends each message on one stream, which must be the one
+    // whose replica holds the client's.
+    if handshake
+        && !params.resumable
+        && let Link::Http(link) = &conn.inner.link
+    {
+        link.start_get_stream(Arc::downgrade(&conn.inner), conn.inner.closed.clone(), None);
     }
     Ok(conn)
+}
+
+/// A Streamable HTTP connection continuing a backend session another
+/// replica opened: no handshake, the facts are the sealed ones.
+pub(super) fn resume(
+    backend: &Arc<Backend>,
+    params: &ConnectParams,
+    session_id: Option<String>,
+    facts: ServerFacts,
+) -> Option<Connection> {
+    let BackendTransport::StreamableHttp { url, headers } = &backend.config.transport else {
+        return None;
+    };
+    let link = HttpLink::new(
+        backend.http.clone(),
+        url.clone(),
+        headers.clone(),
+        session_id,
+        true,
+    );
+    let inner = Arc::new(Inner::new(
+        backend.name().to_owned(),
+        backend.config.timeout,
+        Link::Http(link),
+        params.clone(),
+        backend.shutdown.child_token(),
+        backend.tool_headers.clone(),
+    ));
+    let _ = inner.facts.set(facts);
+    Some(Connection { inner })
 }
 
 impl Inner {
@@ -379,6 +422,7 @@ impl Inner {
         let (tx, rx) = oneshot::channel();
         let msg = ClientBound::Request {
             server_id: Some(id.clone()),
+            from: Some(self.backend.clone()),
             method,
             params: env.params,
             reply: tx,
@@ -545,6 +589,55 @@ impl Connection {
 
     pub fn close(&self) {
         self.inner.closed.cancel();
+    }
+
+    /// The backend's `Mcp-Session-Id` (Streamable HTTP, handshake era).
+    pub fn backend_session_id(&self) -> Option<String> {
+        match &self.inner.link {
+            Link::Http(link) => link.session_id(),
+            Link::Stdio(_) | Link::Sse(_) | Link::WebSocket(_) => None,
+        }
+    }
+
+    /// Opens the backend GET stream of a resumable session until `until`
+    /// (or the connection) ends, resuming after the event id in `seen`.
+    /// Its messages carry their event ids (`EVENT_TAG`) to the session,
+    /// which records in `seen` how far the client got.
+    pub fn open_get_stream(&self, until: &CancellationToken, seen: Arc<Mutex<Option<String>>>) {
+        if self.facts().era != Era::Handshake {
+            return;
+        }
+        if let Link::Http(link) = &self.inner.link {
+            let closed = self.inner.closed.child_token();
+            let until = until.clone();
+            let stop = closed.clone();
+            tokio::spawn(async move {
+                until.cancelled().await;
+                stop.cancel();
+            });
+            link.start_get_stream(Arc::downgrade(&self.inner), closed, Some(seen));
+        }
+    }
+
+    /// Ends the backend session for good (the client's DELETE).
+    pub async fn end_backend_session(&self) {
+        if let Link::Http(link) = &self.inner.link {
+            link.end_session(&self.inner).await;
+        }
+        self.close();
+    }
+
+    /// Sends the client's answer to a server→client request straight to
+    /// the server, by the server's own id: the answer reached a replica
+    /// other than the one that relayed the request.
+    pub async fn answer_server_request(
+        &self,
+        server_id: JsonRpcId,
+        payload: ResponsePayload,
+    ) -> Result<(), BackendError> {
+        self.inner
+            .send_message(&Envelope::response(Some(server_id), payload))
+            .await
     }
 
     /// Receives messages unrelated to any call until the attachment drops.

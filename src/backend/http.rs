@@ -15,12 +15,20 @@ use super::BackendError;
 use super::conn::Inner;
 use crate::mcp::{self, Envelope, Era, ResponsePayload};
 
+/// `params._meta` key carrying `[backend, event id]` of a message read from
+/// a resumable session's backend GET stream, up to the session, which
+/// removes it (`Session::relay`).
+pub const EVENT_TAG: &str = "io.mcp-gateway/backendEvent";
+
 pub(super) struct HttpLink {
     client: reqwest::Client,
     url: String,
     parsed: Option<reqwest::Url>,
     headers: Vec<(String, String)>,
     session_id: Mutex<Option<String>>,
+    /// The backend session belongs to a sealed session other replicas may
+    /// resume: dropping this link must not end it (see `ConnectParams`).
+    resumable: bool,
 }
 
 impl HttpLink {
@@ -28,13 +36,16 @@ impl HttpLink {
         client: reqwest::Client,
         url: String,
         headers: Vec<(String, String)>,
+        session_id: Option<String>,
+        resumable: bool,
     ) -> HttpLink {
         HttpLink {
             client,
             parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
-            session_id: Mutex::new(None),
+            session_id: Mutex::new(session_id),
+            resumable,
         }
     }
 
@@ -47,7 +58,7 @@ impl HttpLink {
         }
     }
 
-    fn session_id(&self) -> Option<String> {
+    pub(super) fn session_id(&self) -> Option<String> {
         self.session_id.lock().ok().and_then(|s| s.clone())
     }
 
@@ -222,7 +233,12 @@ impl HttpLink {
 
     /// The GET stream: server-initiated messages of a handshake-era session.
     /// Reconnects with `Last-Event-ID`; a 405 means the server has none.
-    pub(super) fn start_get_stream(&self, inner: Weak<Inner>, closed: CancellationToken) {
+    pub(super) fn start_get_stream(
+        &self,
+        inner: Weak<Inner>,
+        closed: CancellationToken,
+        seen: Option<Arc<Mutex<Option<String>>>>,
+    ) {
         let client = self.client.clone();
         let url = self.url.clone();
         let headers = self.headers.clone();
@@ -230,7 +246,11 @@ impl HttpLink {
             return;
         };
         tokio::spawn(async move {
-            let mut last_event_id: Option<String> = None;
+            // Resumes after the last event another GET stream of this
+            // backend session saw (another replica's, `Last-Event-ID`).
+            let mut last_event_id: Option<String> = seen
+                .as_ref()
+                .and_then(|s| s.lock().ok().and_then(|s| s.clone()));
             let mut failures: u32 = 0;
             loop {
                 let Some(strong) = inner.upgrade() else {
@@ -282,6 +302,24 @@ impl HttpLink {
                             }
                             let Some(inner) = inner.upgrade() else { return };
                             match Envelope::parse(&event.data) {
+                                // A resumable session learns, in order with
+                                // the messages, how far this stream got.
+                                Ok(mut msg)
+                                    if seen.is_some()
+                                        && !event.id.is_empty()
+                                        && msg.method.is_some() =>
+                                {
+                                    msg.params = Some(crate::mcp::meta::edit_params(
+                                        msg.params.as_deref(),
+                                        |p| {
+                                            crate::mcp::meta::meta_mut(p).insert(
+                                                EVENT_TAG.into(),
+                                                serde_json::json!([inner.backend, event.id]),
+                                            );
+                                        },
+                                    ));
+                                    inner.dispatch(msg, None)
+                                }
                                 Ok(msg) => inner.dispatch(msg, None),
                                 Err(e) => {
                                     tracing::warn!(backend = %inner.backend, error = %e, "unparseable SSE event from backend")
@@ -311,8 +349,36 @@ impl HttpLink {
     }
 }
 
+impl HttpLink {
+    /// Ends the backend session (DELETE) and waits for the answer: a client
+    /// ended a resumable session explicitly.
+    pub(super) async fn end_session(&self, inner: &Inner) {
+        let Some(sid) = self.session_id() else { return };
+        let mut req = self.client.delete(&self.url).header("mcp-session-id", sid);
+        if let Some(v) = inner.protocol_version() {
+            req = req.header("mcp-protocol-version", v);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(authorization) = inner.params.credentials.authorization() {
+            req = req.header(http::header::AUTHORIZATION, authorization);
+        }
+        if let Err(e) = req.timeout(Duration::from_secs(5)).send().await {
+            tracing::debug!(backend = %inner.backend, error = %e, "ending the backend session failed");
+        }
+        if let Ok(mut s) = self.session_id.lock() {
+            *s = None;
+        }
+    }
+}
+
 impl Drop for HttpLink {
     fn drop(&mut self) {
+        // Other replicas may still serve this backend session.
+        if self.resumable {
+            return;
+        }
         // End the backend session politely (DELETE); errors do not matter.
         if let Some(sid) = self.session_id() {
             let req = self.client.delete(&self.url).header("mcp-session-id", sid);

@@ -13,6 +13,7 @@
 mod conn;
 pub mod credentials;
 mod http;
+pub use http::EVENT_TAG;
 pub mod params;
 mod sse;
 mod stdio;
@@ -46,6 +47,8 @@ pub enum ClientBound {
         /// itself asks, bridging `input_required`): a later
         /// `notifications/cancelled` from the server names it.
         server_id: Option<crate::mcp::JsonRpcId>,
+        /// The backend that asks (`None` when the gateway itself asks).
+        from: Option<String>,
         method: String,
         params: Option<Box<RawValue>>,
         reply: oneshot::Sender<ResponsePayload>,
@@ -84,6 +87,12 @@ pub struct ConnectParams {
     /// The caller the connection speaks for; `Backend` binds it to the
     /// backend's `mint_token` (transports call `authorization()`).
     pub credentials: credentials::Credentials,
+    /// The backend session outlives this connection (a sealed session that
+    /// other replicas may resume, `state::sessions`): a Streamable HTTP
+    /// connection then never ends the backend session when it is dropped
+    /// (only an explicit `end_backend_session` does), and opens its GET
+    /// stream only while a client's GET stream is attached here.
+    pub resumable: bool,
 }
 
 impl ConnectParams {
@@ -102,6 +111,7 @@ impl ConnectParams {
                 "roots": {"listChanged": true},
             })),
             credentials: credentials::Credentials::default(),
+            resumable: false,
         }
     }
 }
@@ -253,6 +263,31 @@ impl Backend {
             }
         }
         result
+    }
+
+    /// Whether a session of this backend can be resumed from any replica:
+    /// Streamable HTTP keeps its backend session in one header
+    /// (`Mcp-Session-Id`); a stdio process, an SSE stream or a WebSocket is
+    /// bound to the replica that opened it.
+    pub fn resumable(&self) -> bool {
+        matches!(
+            self.config.transport,
+            BackendTransport::StreamableHttp { .. }
+        )
+    }
+
+    /// A connection that continues an existing backend session (opened by
+    /// another replica) without a handshake: the session id is a header, the
+    /// facts come from the sealed ticket. `None` for other transports.
+    pub fn resume(
+        self: &Arc<Self>,
+        params: &ConnectParams,
+        session_id: Option<String>,
+        facts: ServerFacts,
+    ) -> Option<Connection> {
+        let mut params = params.clone();
+        params.credentials = params.credentials.bind(self.minter.as_ref());
+        conn::resume(self, &params, session_id, facts)
     }
 
     /// Probes the backend once (for readiness); the connection is dropped.

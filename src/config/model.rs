@@ -440,9 +440,11 @@ pub struct StateConfig {
     pub on_unavailable: OnUnavailable,
     /// The session-sealing key material (from `session_key_env`).
     pub session_key: Option<Secret>,
-    /// `replica_id`: this replica's name in audit records; `None`: the host
-    /// name (`audit::replica_id`).
+    /// `[state] replica_id`: `None` means the host name and a random
+    /// suffix, chosen at start (`state::replica_id`).
     pub replica_id: Option<String>,
+    /// `[state] advertise_addr`: `None` means the bound listener address.
+    pub advertise_addr: Option<String>,
 }
 
 /// What requests needing shared state get while Redis is unreachable.

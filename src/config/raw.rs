@@ -836,11 +836,16 @@ pub(crate) struct RawState {
     /// value on every replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key_env: Option<String>,
-    /// This replica's name, in every audit record (`replica`). Default: the
-    /// host name (unique per replica in a container or VM; set it when
-    /// several replicas share a host).
+    /// This replica's name: in every audit record (`replica`), the session
+    /// registry and sealed session ids ([A-Za-z0-9_.-], at most 64).
+    /// Default: the host name and a random suffix, chosen at each start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_id: Option<String>,
+    /// `host:port` where the other replicas reach this one's client
+    /// listener, to forward requests of sessions it owns. Default:
+    /// `listen.addr` as bound (set it when that is `0.0.0.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_addr: Option<String>,
 }
 
 impl Default for RawState {
@@ -852,6 +857,7 @@ impl Default for RawState {
             on_unavailable: RawOnUnavailable::default(),
             session_key_env: None,
             replica_id: None,
+            advertise_addr: None,
         }
     }
 }

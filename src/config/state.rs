@@ -58,13 +58,22 @@ impl Converter<'_> {
         }
         if let Some(id) = &raw.replica_id
             && (id.is_empty()
-                || id.len() > 128
-                || id.chars().any(|c| c.is_whitespace() || c.is_control()))
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
         {
             self.problem(
                 "state.replica_id",
-                "must be 1 to 128 characters without whitespace",
+                "must be 1 to 64 characters of A-Za-z0-9_.-",
             );
+        }
+        if let Some(addr) = &raw.advertise_addr
+            && !addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            })
+        {
+            self.problem("state.advertise_addr", "must be host:port");
         }
         StateConfig {
             redis_url,
@@ -75,6 +84,7 @@ impl Converter<'_> {
             },
             session_key: session_key.map(Secret::new),
             replica_id: raw.replica_id,
+            advertise_addr: raw.advertise_addr,
         }
     }
 }

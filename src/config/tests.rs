@@ -970,7 +970,7 @@ fn state_section() {
     assert_eq!(config.state.replica_id.as_deref(), Some("gw-eu-1"));
     check(
         "[state]\nreplica_id = \"gw 1\"\n",
-        &["gw.toml:2:14: state.replica_id: must be 1 to 128 characters without whitespace"],
+        &["gw.toml:2:14: state.replica_id: must be 1 to 64 characters of A-Za-z0-9_.-"],
     );
     // TLS and a password through the URL.
     let config = load(&format!(
@@ -989,6 +989,22 @@ fn state_section() {
         "[state]\nredis_url = \"redis://a\"\nredis_url_env = \"GW_NOPE\"\n",
         &[
             "gw.toml:3:17: state.redis_url_env: give state.redis_url or state.redis_url_env, not both",
+        ],
+    );
+    let config = load(&format!(
+        "[state]\nreplica_id = \"gw-1.eu\"\nadvertise_addr = \"10.0.0.7:8080\"\n{STDIO}"
+    ));
+    assert_eq!(config.state.replica_id.as_deref(), Some("gw-1.eu"));
+    assert_eq!(
+        config.state.advertise_addr.as_deref(),
+        Some("10.0.0.7:8080")
+    );
+    assert!(load(STDIO).state.replica_id.is_none());
+    check(
+        "[state]\nreplica_id = \"gw 1\"\nadvertise_addr = \"10.0.0.7\"\n",
+        &[
+            "gw.toml:2:14: state.replica_id: must be 1 to 64 characters of A-Za-z0-9_.-",
+            "gw.toml:3:18: state.advertise_addr: must be host:port",
         ],
     );
 }

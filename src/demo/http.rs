@@ -5,7 +5,10 @@
 //! - handshake era: `initialize` mints `Mcp-Session-Id`; GET opens the session's change
 //!   stream; server→client requests ride the POST's SSE stream; DELETE ends the session.
 //!
-//! Never resumes streams (no event ids) and never batches.
+//! The GET stream is resumable: every event has an id, the session keeps
+//! the last `EVENT_LOG` of them (also those sent while no GET stream was
+//! open), and a GET with `Last-Event-ID` replays what followed. POST
+//! response streams have no ids and never batch.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,6 +39,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A `tools/call` that emits nothing for this long gets its SSE stream committed anyway.
 const COMMIT_SSE_AFTER: Duration = Duration::from_secs(2);
 const STREAM_QUEUE: usize = 64;
+/// GET-stream events a session keeps for `Last-Event-ID`.
+const EVENT_LOG: usize = 256;
 
 struct HttpState {
     demo: Arc<Demo>,
@@ -57,6 +62,18 @@ struct HttpSession {
     in_flight: Mutex<HashMap<String, CancellationToken>>,
     /// The open GET stream, replaced when the client opens another.
     get_stream: Mutex<Option<CancellationToken>>,
+    /// What the session's GET stream carried or would have carried.
+    events: Mutex<EventLog>,
+    /// Cancelled when the session ends (stops its event logger).
+    ended: CancellationToken,
+}
+
+/// The GET stream's numbered events, and where live ones go.
+#[derive(Default)]
+struct EventLog {
+    next_id: u64,
+    entries: std::collections::VecDeque<(u64, Value)>,
+    live: Option<mpsc::Sender<(u64, Value)>>,
 }
 
 impl HttpSession {
@@ -72,7 +89,30 @@ impl HttpSession {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn events(&self) -> MutexGuard<'_, EventLog> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn log_event(&self, message: Value) {
+        let mut log = self.events();
+        log.next_id += 1;
+        let id = log.next_id;
+        if log.entries.len() == EVENT_LOG {
+            log.entries.pop_front();
+        }
+        log.entries.push_back((id, message.clone()));
+        if let Some(live) = &log.live
+            && live.try_send((id, message)).is_err()
+        {
+            // A slow or gone listener resumes from the log.
+            log.live = None;
+        }
+    }
+
     fn close(&self) {
+        self.ended.cancel();
         if let Some(stream) = self.get_stream().take() {
             stream.cancel();
         }
@@ -122,6 +162,32 @@ struct SseState {
     keep_alive: tokio::time::Interval,
     /// Dropped with the body: when the client goes away, the work stops.
     _cancel_on_drop: DropGuard,
+}
+
+/// The GET stream: numbered events, keep-alives.
+fn sse_response_with_ids(messages: mpsc::Receiver<(u64, Value)>, guard: DropGuard) -> Response {
+    let start = tokio::time::Instant::now() + KEEP_ALIVE;
+    let keep_alive = tokio::time::interval_at(start, KEEP_ALIVE);
+    let stream = futures::stream::unfold(
+        (messages, keep_alive, guard),
+        |(mut messages, mut keep_alive, guard)| async move {
+            let frame = tokio::select! {
+                message = messages.recv() => {
+                    let (id, message) = message?;
+                    Bytes::from(format!("id: {id}\nevent: message\ndata: {message}\n\n"))
+                }
+                _ = keep_alive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            Some((Ok::<_, Infallible>(frame), (messages, keep_alive, guard)))
+        },
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache, no-transform")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
 fn sse_response(
@@ -528,6 +594,32 @@ async fn post_handshake(
             session,
             in_flight: Mutex::new(HashMap::new()),
             get_stream: Mutex::new(None),
+            events: Mutex::new(EventLog::default()),
+            ended: CancellationToken::new(),
+        });
+        // The session's change events are logged from the start, so a
+        // client resuming its GET stream gets what happened in between.
+        let mut events = state.demo.subscribe();
+        let logger = Arc::downgrade(&http_session);
+        let ended = http_session.ended.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    () = ended.cancelled() => return,
+                    event = events.recv() => event,
+                };
+                let event = match event {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(http_session) = logger.upgrade() else {
+                    return;
+                };
+                if let Some(message) = core::handshake_notification(&http_session.session, &event) {
+                    http_session.log_event(message);
+                }
+            }
         });
         state.sessions().insert(session_id.clone(), http_session);
         let mut response = json_response(StatusCode::OK, &core::response(&id, Ok(result)));
@@ -609,28 +701,21 @@ async fn get_mcp(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Res
     if let Some(previous) = http_session.get_stream().replace(cancel.clone()) {
         previous.cancel();
     }
-    let (out, messages) = mpsc::channel(STREAM_QUEUE);
-    let mut events = state.demo.subscribe();
-    let stream_cancel = cancel.clone();
-    tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                () = stream_cancel.cancelled() => return,
-                event = events.recv() => event,
-            };
-            let event = match event {
-                Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            if let Some(message) = core::handshake_notification(&http_session.session, &event)
-                && out.send(message).await.is_err()
-            {
-                return;
+    let last_event_id = header_text(&headers, "last-event-id")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (out, messages) = mpsc::channel(EVENT_LOG + STREAM_QUEUE);
+    {
+        let mut log = http_session.events();
+        if let Some(last) = last_event_id {
+            for (id, message) in log.entries.iter().filter(|(id, _)| *id > last) {
+                let _ = out.try_send((*id, message.clone()));
             }
         }
-    });
-    sse_response(None, messages, cancel.drop_guard())
+        log.live = Some(out);
+    }
+    sse_response_with_ids(messages, cancel.drop_guard())
 }
 
 async fn delete_mcp(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {

@@ -416,7 +416,7 @@ impl Conn {
                 _ = self.ended.cancelled() => return,
                 _ = closed.cancelled() => break,
                 event = events.recv() => match event {
-                    Some((_, json)) => {
+                    Some((_, _, json)) => {
                         if !self.push(json) {
                             return;
                         }

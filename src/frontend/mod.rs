@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod connection;
+mod forward;
 pub mod sse;
 pub mod sse_legacy;
 pub mod streamable_http;

@@ -64,11 +64,11 @@ pub fn offer(body: &mpsc::Sender<Result<Bytes, Infallible>>, chunk: Bytes) -> Re
     })
 }
 
-pub fn message_event(json: &str, id: Option<u64>) -> Bytes {
+pub fn message_event(json: &str, id: Option<&str>) -> Bytes {
     let mut out = String::with_capacity(json.len() + 32);
     if let Some(id) = id {
         out.push_str("id: ");
-        out.push_str(&id.to_string());
+        out.push_str(id);
         out.push('\n');
     }
     out.push_str("event: message\n");

@@ -14,11 +14,13 @@ use axum::routing::get;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
-use super::{Reject, authenticate, check_origin, sse};
+use super::{Reject, authenticate, check_origin, forward, sse};
 use crate::auth::Principal;
 use crate::mcp::{self, Envelope, Era, Kind};
 use crate::router::Route;
-use crate::session::{Gateway, Session, SessionError, backend_error_response};
+use crate::session::{
+    FORWARDED_HEADER, Gateway, Resolved, Session, SessionError, backend_error_response,
+};
 
 const TRANSPORT: &str = "streamable_http";
 
@@ -86,7 +88,8 @@ async fn get_backend(
 }
 
 async fn delete_default(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    delete(s, headers).await
+    let route = s.gw.router.default_route();
+    delete(s, route, headers).await
 }
 
 async fn delete_backend(
@@ -95,7 +98,7 @@ async fn delete_backend(
     headers: HeaderMap,
 ) -> Response {
     match backend_route(&s, &backend) {
-        Ok(_) => delete(s, headers).await,
+        Ok(route) => delete(s, route, headers).await,
         Err(r) => *r,
     }
 }
@@ -146,7 +149,7 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
         }
     };
     if text.trim_start().starts_with('[') {
-        return Box::pin(post_batch(s, principal, headers, text)).await;
+        return Box::pin(post_batch(s, principal, route, headers, text)).await;
     }
     let mut env = match Envelope::parse(text) {
         Ok(env) => env,
@@ -166,10 +169,42 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     }
     match session_id {
         Some(id) => {
-            let session = match session_for(&s.gw, &id, &principal, &headers) {
-                Ok(session) => session,
+            let session = match session_for(&s.gw, &id, &principal, Some(&route), &headers).await {
+                Ok(Resolved::Local(session)) => session,
+                Ok(Resolved::Forward { owner, addr }) => {
+                    let path = route_path(&route);
+                    return forward::to_owner(
+                        &s.gw,
+                        &owner,
+                        &addr,
+                        axum::http::Method::POST,
+                        &path,
+                        &headers,
+                        body.clone(),
+                    )
+                    .await;
+                }
                 Err(r) => return r.into_response_with_id(env.id.clone()),
             };
+            // An answer to a server→client request another replica relayed
+            // goes to that replica, which waits for it.
+            if env.kind() == Kind::Response
+                && !headers.contains_key(FORWARDED_HEADER)
+                && let Some(replica) = session.answer_waits_elsewhere(&env)
+                && let Some(addr) = replica_addr(&s.gw, &replica).await
+            {
+                let path = route_path(&route);
+                return forward::to_owner(
+                    &s.gw,
+                    &replica,
+                    &addr,
+                    axum::http::Method::POST,
+                    &path,
+                    &headers,
+                    body.clone(),
+                )
+                .await;
+            }
             post_in_session(s, session, env).await
         }
         None if is_stateless(&headers, &env) => {
@@ -179,23 +214,51 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
     }
 }
 
-fn session_for(
-    gw: &Gateway,
+/// The session a request names: held here, adopted from its sealed id, or
+/// owned by another replica (forwarded). `route` is the caller's scoped
+/// route (`None`: only a session held here or forwarded).
+async fn session_for(
+    gw: &Arc<Gateway>,
     id: &str,
     principal: &Principal,
+    route: Option<&Route>,
     headers: &HeaderMap,
-) -> Result<Arc<Session>, Reject> {
+) -> Result<Resolved, Reject> {
     // Unknown session id → 404 so the client starts a new session (MCP
     // Streamable HTTP); a session of another principal is unknown too.
-    let session = gw
-        .session(id, principal)
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    let resolved = gw
+        .resolve(id, principal, route, forwarded)
+        .await
         .map_err(|_| Reject::UnknownSession)?;
-    if let Some(v) = header_str(headers, "mcp-protocol-version")
+    if let Resolved::Local(_) = &resolved
+        && let Some(v) = header_str(headers, "mcp-protocol-version")
         && !mcp::is_handshake_version(v)
     {
         return Err(Reject::BadVersionHeader(v.to_owned()));
     }
-    Ok(session)
+    Ok(resolved)
+}
+
+/// Where a live replica is reached (`None`: gone, or no shared state).
+async fn replica_addr(gw: &Gateway, replica: &str) -> Option<String> {
+    let state = gw.state.as_ref()?;
+    match state.replica_addr(replica).await {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::warn!(error = %e, replica, "replica registry unavailable");
+            None
+        }
+    }
+}
+
+/// The path a route is served at (a forwarded request keeps it).
+fn route_path(route: &Route) -> String {
+    if route.key.is_empty() {
+        "/mcp".to_owned()
+    } else {
+        format!("/servers/{}/mcp", route.key)
+    }
 }
 
 /// A request without a session that announces 2026-07-28 in its headers or
@@ -580,7 +643,13 @@ async fn respond(
 }
 
 /// 2025-03-26 batches: every request answered in one JSON array.
-async fn post_batch(s: AppState, principal: Principal, headers: HeaderMap, text: &str) -> Response {
+async fn post_batch(
+    s: AppState,
+    principal: Principal,
+    route: Route,
+    headers: HeaderMap,
+    text: &str,
+) -> Response {
     let items: Vec<Box<RawValue>> = match serde_json::from_str(text) {
         Ok(items) => items,
         Err(e) => {
@@ -590,8 +659,22 @@ async fn post_batch(s: AppState, principal: Principal, headers: HeaderMap, text:
     let Some(session_id) = header_str(&headers, "mcp-session-id") else {
         return Reject::Batch.into_response();
     };
-    let session = match session_for(&s.gw, session_id, &principal, &headers) {
-        Ok(session) => session,
+    let session = match session_for(&s.gw, session_id, &principal, Some(&route), &headers).await {
+        Ok(Resolved::Local(session)) => session,
+        Ok(Resolved::Forward { owner, addr }) => {
+            let body = Bytes::copy_from_slice(text.as_bytes());
+            let path = route_path(&route);
+            return forward::to_owner(
+                &s.gw,
+                &owner,
+                &addr,
+                axum::http::Method::POST,
+                &path,
+                &headers,
+                body,
+            )
+            .await;
+        }
         Err(r) => return r.into_response(),
     };
     if session.client.protocol_version != "2025-03-26" || items.is_empty() {
@@ -635,7 +718,7 @@ async fn post_batch(s: AppState, principal: Principal, headers: HeaderMap, text:
         .into_response()
 }
 
-async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response {
+async fn get_stream(s: AppState, route: Route, headers: HeaderMap) -> Response {
     if let Err(r) = check_origin(&s.gw, &headers, s.local) {
         return r.into_response();
     }
@@ -656,26 +739,65 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
     if !accept.contains("text/event-stream") && !accept.contains("*/*") {
         return Reject::Accept("text/event-stream").into_response();
     }
-    let session = match session_for(&s.gw, session_id, &principal, &headers) {
-        Ok(session) => session,
+    let route = super::scope_route(&s.gw, &principal, route, &headers, "mcp");
+    let session = match session_for(&s.gw, session_id, &principal, route.as_ref(), &headers).await {
+        Ok(Resolved::Local(session)) => session,
+        Ok(Resolved::Forward { owner, addr }) => {
+            let path = route
+                .as_ref()
+                .map(route_path)
+                .unwrap_or_else(|| "/mcp".into());
+            return forward::to_owner(
+                &s.gw,
+                &owner,
+                &addr,
+                axum::http::Method::GET,
+                &path,
+                &headers,
+                Bytes::new(),
+            )
+            .await;
+        }
         Err(r) => return r.into_response(),
     };
-    let last_event_id =
-        header_str(&headers, "last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
-    let mut events = session.subscribe_stream(last_event_id);
+    // `N` or, for a resumable session, `N~{replica}~{cursor}`: the buffer
+    // here replays after N when this replica sent it; an event another
+    // replica sent resumes the backends' GET streams from its cursor.
+    let last_event_id = header_str(&headers, "last-event-id").map(str::trim);
+    let (number, tag) = match last_event_id.map(|v| v.split_once('~').unwrap_or((v, ""))) {
+        Some((number, tag)) => (number.parse::<u64>().ok(), tag),
+        None => (None, ""),
+    };
+    let here = s.gw.state.as_ref().map(|st| st.replica_id()).unwrap_or("");
+    let from_elsewhere = !tag.is_empty() && tag.split('~').next() != Some(here);
+    let number = if from_elsewhere {
+        if !session.resume_from_tag(tag) {
+            tracing::debug!(session.id = %session.id, "unreadable Last-Event-ID; the stream starts afresh");
+        }
+        None
+    } else {
+        number
+    };
+    let mut events = session.subscribe_stream(number);
+    // A resumable session's backend GET streams follow this one.
+    let backend_streams = session.attach_backend_streams();
     let queue = s.gw.config.limits.max_queued_messages;
     let (response, body) = sse::response(&[], queue, s.gw.metrics.stream_opened(TRANSPORT));
     let keepalive = s.gw.config.listen.sse_keepalive;
     let closing = s.gw.closing.clone();
     let ended = session.closed_token();
     tokio::spawn(async move {
+        let _backend_streams = backend_streams;
         let mut tick = sse::interval(keepalive);
         loop {
             let chunk = tokio::select! {
                 _ = closing.cancelled() => return,
                 _ = ended.cancelled() => return,
                 e = events.recv() => match e {
-                    Some((id, json)) => sse::message_event(&json, Some(id)),
+                    Some(event) => {
+                        let id = crate::session::stream::event_id(&event);
+                        sse::message_event(&event.2, Some(&id))
+                    }
                     // Replaced by a newer GET stream, or cut for being slow.
                     None => return,
                 },
@@ -695,7 +817,7 @@ async fn get_stream(s: AppState, _route: Route, headers: HeaderMap) -> Response 
     response
 }
 
-async fn delete(s: AppState, headers: HeaderMap) -> Response {
+async fn delete(s: AppState, route: Route, headers: HeaderMap) -> Response {
     if let Err(r) = check_origin(&s.gw, &headers, s.local) {
         return r.into_response();
     }
@@ -706,11 +828,35 @@ async fn delete(s: AppState, headers: HeaderMap) -> Response {
     let Some(session_id) = header_str(&headers, "mcp-session-id") else {
         return Reject::MethodNotAllowed("DELETE needs an Mcp-Session-Id").into_response();
     };
-    match s.gw.session(session_id, &principal) {
-        Ok(session) => {
-            s.gw.end_session(&session.id);
+    let route = super::scope_route(&s.gw, &principal, route, &headers, "mcp");
+    // As before sessions spanned replicas, DELETE does not check the
+    // MCP-Protocol-Version header.
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    match s
+        .gw
+        .resolve(session_id, &principal, route.as_ref(), forwarded)
+        .await
+    {
+        Ok(Resolved::Local(session)) => {
+            s.gw.end_session_everywhere(&session.id).await;
             tracing::info!(session.id = %session.id, "session deleted by the client");
             StatusCode::OK.into_response()
+        }
+        Ok(Resolved::Forward { owner, addr }) => {
+            let path = route
+                .as_ref()
+                .map(route_path)
+                .unwrap_or_else(|| "/mcp".into());
+            forward::to_owner(
+                &s.gw,
+                &owner,
+                &addr,
+                axum::http::Method::DELETE,
+                &path,
+                &headers,
+                Bytes::new(),
+            )
+            .await
         }
         Err(_) => Reject::UnknownSession.into_response(),
     }

@@ -66,6 +66,14 @@ pub struct Session {
     server_request_ids: Mutex<HashMap<JsonRpcId, String>>,
     /// The fixture this session is recorded to (`[record]`).
     tape: Option<Arc<crate::record::Tape>>,
+    /// A sealed session any replica may serve (`ConnectParams::resumable`):
+    /// its backend sessions are never re-opened here (the sealed id names
+    /// them), its backend GET streams follow the client's GET stream, and
+    /// its server→client request ids say where the answer goes.
+    resumable: bool,
+    /// While the client's GET stream is attached here: cancelled when it
+    /// ends or is replaced, which closes the backends' GET streams.
+    backend_streams: Mutex<Option<CancellationToken>>,
 }
 
 struct Upstream {
@@ -75,6 +83,9 @@ struct Upstream {
     /// for the client's GET stream, and the resources it subscribed to.
     watcher: Mutex<Option<AbortHandle>>,
     subscriptions: Mutex<std::collections::BTreeSet<String>>,
+    /// The last event id this replica saw on the backend's GET stream, from
+    /// which the next one resumes (`Last-Event-ID`).
+    seen_event: Arc<Mutex<Option<String>>>,
 }
 
 impl Session {
@@ -96,6 +107,7 @@ impl Session {
                 conn: tokio::sync::Mutex::new(None),
                 watcher: Mutex::new(None),
                 subscriptions: Mutex::new(Default::default()),
+                seen_event: Arc::default(),
             })
             .collect();
         let tape = gateway.recorder.as_ref().map(|r| {
@@ -109,7 +121,10 @@ impl Session {
                 backends: route.backends.iter().map(|b| &b.config).collect(),
             })
         });
+        let resumable = client.connect.resumable;
         let session = Arc::new(Session {
+            resumable,
+            backend_streams: Mutex::new(None),
             id,
             principal,
             route,
@@ -257,6 +272,14 @@ impl Session {
         {
             return Ok(conn.clone());
         }
+        if self.resumable {
+            // The sealed id names this session's backend sessions: a new
+            // one opened here would be unknown to every other replica.
+            return Err(BackendError::Unavailable {
+                backend: upstream.backend.name().to_owned(),
+                reason: "not connected in this session".into(),
+            });
+        }
         let conn = upstream
             .backend
             .connect(&self.principal.binding_key(), &self.client.connect)
@@ -271,6 +294,77 @@ impl Session {
             self.restart_watcher(index, conn.clone());
         }
         Ok(conn)
+    }
+
+    /// Puts a connection opened (or resumed) before the session existed
+    /// into upstream `index`.
+    pub(super) fn install(self: &Arc<Self>, index: usize, conn: Connection) {
+        let Some(upstream) = self.upstreams.get(index) else {
+            return;
+        };
+        if let Some(tape) = &self.tape {
+            tape.backend_facts(upstream.backend.name(), conn.facts());
+        }
+        let attachment = conn.attach(self.unrelated_sink(index));
+        match upstream.conn.try_lock() {
+            Ok(mut slot) => *slot = Some((conn.clone(), attachment)),
+            // A new session's slots are not locked by anyone yet.
+            Err(_) => debug_assert!(false, "installing into a busy upstream"),
+        }
+        if self.client.era == Era::Handshake && conn.facts().era == Era::Stateless {
+            self.restart_watcher(index, conn);
+        }
+    }
+
+    /// Aborts the client's request `id` if it runs here. Dropping the call
+    /// tells the backend (notifications/cancelled with the backend's own id).
+    pub(crate) fn abort_request(&self, id: &JsonRpcId) -> bool {
+        let handle = self.in_flight.lock().ok().and_then(|mut f| f.remove(id));
+        match handle {
+            Some(handle) => {
+                handle.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn is_resumable(&self) -> bool {
+        self.resumable
+    }
+
+    /// Opens the backends' GET streams of a resumable session for the
+    /// client's GET stream attached here; they close when the returned
+    /// guard drops (the client's stream ended) or a newer GET replaces it.
+    pub fn attach_backend_streams(&self) -> Option<tokio_util::sync::DropGuard> {
+        if !self.resumable {
+            return None;
+        }
+        let token = self.closed.child_token();
+        if let Ok(mut current) = self.backend_streams.lock()
+            && let Some(old) = current.replace(token.clone())
+        {
+            old.cancel();
+        }
+        for u in &self.upstreams {
+            if let Ok(slot) = u.conn.try_lock()
+                && let Some((conn, _)) = slot.as_ref()
+            {
+                conn.open_get_stream(&token, u.seen_event.clone());
+            }
+        }
+        Some(token.drop_guard())
+    }
+
+    /// Ends the backend sessions for good (the client's DELETE of a
+    /// resumable session; other sessions end theirs when dropped).
+    pub async fn end_backend_sessions(&self) {
+        for u in &self.upstreams {
+            let conn = u.conn.lock().await.as_ref().map(|(c, _)| c.clone());
+            if let Some(conn) = conn {
+                conn.end_backend_session().await;
+            }
+        }
     }
 
     /// Where upstream `index` delivers what no call claims. On a
@@ -941,6 +1035,7 @@ impl Session {
         self.relay(
             ClientBound::Request {
                 server_id: None,
+                from: None,
                 method: method.to_owned(),
                 params,
                 reply: tx,
@@ -1006,6 +1101,19 @@ impl Session {
             }
             match result {
                 Err(BackendError::Unavailable { ref reason, .. })
+                    if self.resumable && reason.contains("session ended") =>
+                {
+                    // Every replica resumes the backend session the sealed
+                    // id names; it is gone, so the session is over (404
+                    // next, and the client initializes a new one).
+                    tracing::info!(session.id = %self.id, backend, "backend session ended; ending the session");
+                    if let Some(gw) = self.gateway() {
+                        let id = self.id.clone();
+                        tokio::spawn(async move { gw.end_session_everywhere(&id).await });
+                    }
+                    return result;
+                }
+                Err(BackendError::Unavailable { ref reason, .. })
                     if attempt == 1 && reason.contains("session ended") =>
                 {
                     tracing::info!(session.id = %self.id, "backend session ended; re-initializing");
@@ -1019,6 +1127,11 @@ impl Session {
     /// Delivers a server message to the client: on the request's stream
     /// when there is one and it is open, else on the GET stream.
     pub(super) async fn relay(self: &Arc<Self>, msg: ClientBound, out: Option<&Out>) {
+        let msg = if self.resumable {
+            self.note_backend_event(msg)
+        } else {
+            msg
+        };
         let env = match msg {
             ClientBound::Notification { method, params } => {
                 // The merged lists are re-read on the next list; the
@@ -1049,6 +1162,7 @@ impl Session {
             }
             ClientBound::Request {
                 server_id,
+                from,
                 method,
                 params,
                 reply,
@@ -1064,7 +1178,21 @@ impl Session {
                     return;
                 }
                 let n = self.next_client_request.fetch_add(1, Ordering::Relaxed);
-                let id = format!("gw-{n}");
+                // The answer may reach another replica: the id says which
+                // replica waits for it and, for a backend's request, which
+                // backend asked under which id of its own (the fallback when
+                // that replica is gone).
+                let replica = self
+                    .gateway()
+                    .and_then(|g| g.state.as_ref().map(|s| s.replica_id().to_owned()));
+                let id = match (&server_id, &from, replica) {
+                    (Some(server_id), Some(backend), Some(replica)) if self.resumable => {
+                        let server_id = serde_json::to_string(server_id).unwrap_or_default();
+                        format!("gw-{n}~{replica}~{backend}~{server_id}")
+                    }
+                    (_, _, Some(replica)) if self.resumable => format!("gw-{n}~{replica}"),
+                    _ => format!("gw-{n}"),
+                };
                 if let Ok(mut pending) = self.client_requests.lock() {
                     pending.insert(id.clone(), reply);
                 }
@@ -1101,9 +1229,113 @@ impl Session {
         if self.client.era != Era::Handshake {
             return;
         }
+        let tag = self.resumable.then(|| self.resume_tag()).flatten();
         if let Ok(mut s) = self.stream.lock() {
-            s.push(env.to_json());
+            s.push(env.to_json(), tag);
         }
+    }
+
+    /// Takes the backend event tag off a message read from a backend GET
+    /// stream and records how far that stream got: messages arrive here in
+    /// the order the stream delivered them.
+    fn note_backend_event(&self, msg: ClientBound) -> ClientBound {
+        let params = match &msg {
+            ClientBound::Notification { params, .. } | ClientBound::Request { params, .. } => {
+                params
+            }
+        };
+        // Parsed only when the marker is there (rare: GET-stream messages).
+        let tagged = params
+            .as_deref()
+            .is_some_and(|p| p.get().contains(crate::backend::EVENT_TAG));
+        if !tagged {
+            return msg;
+        }
+        let mut obj = mcp::meta::params_object(params.as_deref());
+        let tag = obj
+            .get_mut("_meta")
+            .and_then(Value::as_object_mut)
+            .and_then(|m| m.remove(crate::backend::EVENT_TAG));
+        if let Some(meta) = obj.get("_meta").and_then(Value::as_object)
+            && meta.is_empty()
+        {
+            obj.remove("_meta");
+        }
+        if let Some(Value::Array(parts)) = tag
+            && let [Value::String(backend), Value::String(event)] = parts.as_slice()
+            && let Some(upstream) = self.upstreams.iter().find(|u| u.backend.name() == backend)
+            && let Ok(mut seen) = upstream.seen_event.lock()
+        {
+            *seen = Some(event.clone());
+        }
+        let params = Some(to_raw(&obj));
+        match msg {
+            ClientBound::Notification { method, .. } => {
+                ClientBound::Notification { method, params }
+            }
+            ClientBound::Request {
+                server_id,
+                from,
+                method,
+                reply,
+                ..
+            } => ClientBound::Request {
+                server_id,
+                from,
+                method,
+                params,
+                reply,
+            },
+        }
+    }
+
+    /// `{replica}~{cursor}`: the cursor is base64url of `{backend: last
+    /// event id}` for the backends whose GET streams said how far they got.
+    /// Another replica resumes those streams from it (`resume_from_tag`).
+    fn resume_tag(&self) -> Option<Arc<str>> {
+        use base64::Engine as _;
+        let gw = self.gateway()?;
+        let replica = gw.state.as_ref()?.replica_id().to_owned();
+        let mut cursor = serde_json::Map::new();
+        for u in &self.upstreams {
+            if let Some(event) = u.seen_event.lock().ok().and_then(|s| s.clone()) {
+                cursor.insert(u.backend.name().to_owned(), Value::String(event));
+            }
+        }
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Value::Object(cursor).to_string());
+        Some(Arc::from(format!("{replica}~{cursor}")))
+    }
+
+    /// A client resumes with `Last-Event-ID` from an event another replica
+    /// sent: its backend GET streams continue from the backend event ids
+    /// the tag names. `false` when the tag is unreadable.
+    pub fn resume_from_tag(&self, tag: &str) -> bool {
+        use base64::Engine as _;
+        let Some((_, cursor)) = tag.split_once('~') else {
+            return false;
+        };
+        // Bounded: a header a client controls.
+        if cursor.len() > 4096 {
+            return false;
+        }
+        let Some(cursor) = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|bytes| {
+                serde_json::from_slice::<serde_json::Map<String, Value>>(&bytes).ok()
+            })
+        else {
+            return false;
+        };
+        for u in &self.upstreams {
+            if let Some(Value::String(event)) = cursor.get(u.backend.name())
+                && let Ok(mut seen) = u.seen_event.lock()
+            {
+                *seen = Some(event.clone());
+            }
+        }
+        true
     }
 
     /// Attaches the client's GET stream.
@@ -1117,8 +1349,26 @@ impl Session {
         }
     }
 
+    /// The replica waiting for this answer to a server→client request, when
+    /// it is another one (the frontend forwards the answer there).
+    pub fn answer_waits_elsewhere(&self, env: &Envelope) -> Option<String> {
+        if !self.resumable {
+            return None;
+        }
+        let Some(JsonRpcId::Str(id)) = &env.id else {
+            return None;
+        };
+        if self.client_requests.lock().ok()?.contains_key(id) {
+            return None;
+        }
+        let replica = id.split('~').nth(1)?;
+        let gw = self.gateway()?;
+        let me = gw.state.as_ref()?.replica_id();
+        (replica != me).then(|| replica.to_owned())
+    }
+
     /// A client's answer to a server→client request.
-    pub fn handle_response(&self, env: Envelope) {
+    pub fn handle_response(self: &Arc<Self>, env: Envelope) {
         self.record_client(crate::record::Dir::ClientToGateway, &env);
         let Some(JsonRpcId::Str(id)) = &env.id else {
             tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
@@ -1136,8 +1386,48 @@ impl Session {
             (Some(reply), Some(payload)) => {
                 let _ = reply.send(payload);
             }
+            (None, Some(payload)) if self.resumable => self.answer_elsewhere(id, payload),
             _ => tracing::debug!(session.id = %self.id, "response to an unknown request ignored"),
         }
+    }
+
+    /// The answer to a server→client request relayed by a replica that is
+    /// gone (`gw-{n}~{replica}~{backend}~{backend's id}`): straight to that
+    /// backend, by its own id. A request the gateway itself asked (bridging
+    /// a 2026-07-28 backend's `input_required`) died with its replica.
+    fn answer_elsewhere(self: &Arc<Self>, id: &str, payload: ResponsePayload) {
+        let mut parts = id.splitn(4, '~');
+        let (Some(_), Some(_), Some(backend), Some(server_id)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            tracing::debug!(session.id = %self.id, "response to an unknown request ignored");
+            return;
+        };
+        let Ok(server_id) = serde_json::from_str::<JsonRpcId>(server_id) else {
+            return;
+        };
+        let Some(index) = self
+            .upstreams
+            .iter()
+            .position(|u| u.backend.name() == backend)
+        else {
+            return;
+        };
+        let session = self.clone();
+        tokio::spawn(async move {
+            let sent = match session.conn(index).await {
+                Ok(conn) => conn.answer_server_request(server_id, payload).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => {
+                    tracing::debug!(session.id = %session.id, backend = %session.upstream_name(index), "answer relayed to the backend from another replica's request")
+                }
+                Err(e) => {
+                    tracing::debug!(session.id = %session.id, error = %e, "answer to a server request lost")
+                }
+            }
+        });
     }
 
     /// A client notification: cancellation aborts the request it names;
@@ -1158,17 +1448,13 @@ impl Session {
                     .params
                     .as_deref()
                     .and_then(|p| serde_json::from_str::<Cancelled>(p.get()).ok());
-                if let Some(c) = cancelled {
-                    let handle = self
-                        .in_flight
-                        .lock()
-                        .ok()
-                        .and_then(|mut f| f.remove(&c.request_id));
-                    if let Some(handle) = handle {
-                        // Dropping the call tells the backend (notifications/cancelled
-                        // with the backend's own id).
-                        handle.abort();
-                    }
+                if let Some(c) = cancelled
+                    && !self.abort_request(&c.request_id)
+                    && self.resumable
+                    && let Some(gw) = self.gateway.upgrade()
+                {
+                    // The call may run on the replica its POST reached.
+                    gw.announce_cancel(&self.id, &c.request_id).await;
                 }
             }
             _ => {

@@ -13,6 +13,7 @@ mod client;
 mod listen;
 mod lists;
 mod park;
+mod replicas;
 pub mod stream;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use client::{ClientFacts, Out, Session};
+pub use replicas::{FORWARDED_HEADER, Resolved};
 
 use crate::audit::{AuditSink, Outcome, Record};
 use crate::auth::{Authenticator, Principal};
@@ -55,6 +57,8 @@ pub struct Gateway {
     pub state: Option<Arc<crate::state::StateStore>>,
     /// Seals session ids with the principal binding (`[state] session_key_env`).
     sealer: Option<crate::state::seal::Sealer>,
+    /// Forwards requests to the replica that owns their session.
+    pub forward_http: reqwest::Client,
     /// Cancelled when the gateway shuts down: backends close, children die.
     pub shutdown: CancellationToken,
     /// Cancelled when shutdown begins: GET streams and keep-alives end while
@@ -107,7 +111,15 @@ impl Gateway {
             .map(|b| Backend::new(b.clone(), http.clone(), shutdown.child_token()))
             .collect();
         let state = crate::state::StateStore::from_config(&config.state);
+        // No overall timeout: a forwarded GET stream lasts as long as the
+        // client keeps it; an owner that does not answer is gone.
+        let forward_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
         Arc::new(Gateway {
+            forward_http,
             auth: Authenticator::new(&config.auth),
             // Deny-all until the configured policies are swapped in
             // (`main`, `replay`).
@@ -257,6 +269,11 @@ impl Gateway {
         if !decision.allow {
             return Err(SessionError::Forbidden(decision));
         }
+        // Adoptable by any replica: sealed with a ticket naming backend
+        // sessions that every replica can continue (`replicas`).
+        let tickets = self.tickets(transport);
+        let adoptable =
+            tickets && !route.backends.is_empty() && route.backends.iter().all(|b| b.resumable());
         let client = ClientFacts {
             era: Era::Handshake,
             protocol_version: version.clone(),
@@ -267,14 +284,48 @@ impl Gateway {
                     params.get("capabilities").unwrap_or(&serde_json::json!({})),
                 ),
                 credentials: crate::backend::credentials::Credentials::caller(&principal),
+                resumable: adoptable,
             },
         };
-        let id = match &self.sealer {
-            Some(sealer) => sealer.seal(&principal),
-            None => new_session_id(),
+        let (session, facts) = if adoptable {
+            let (conns, ticket) = self.open_resumable(&principal, &route, &client).await;
+            let id = self.seal_ticket(&principal, ticket);
+            let session = Session::new(self, id, principal, route, client, transport);
+            let mut facts = Vec::new();
+            let mut first_error = None;
+            let n_upstreams = conns.len();
+            for (index, conn) in conns.into_iter().enumerate() {
+                match conn {
+                    Ok(conn) => {
+                        facts.push(conn.facts().clone());
+                        session.install(index, conn);
+                    }
+                    Err(e) => {
+                        tracing::warn!(session.id = %session.id, error = %e, "backend unreachable");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            // As `connect_all`: one backend's failure is the session's;
+            // with several, the reachable ones serve unless strict.
+            if let Some(e) = first_error
+                && (facts.is_empty() || n_upstreams == 1 || lists::strict(&session))
+            {
+                session.close();
+                return Err(e.into());
+            }
+            (session, facts)
+        } else {
+            let id = match &self.sealer {
+                Some(_) if tickets => self.seal_ticket(&principal, self.ticket(&route, &client)),
+                Some(sealer) => sealer.seal(&principal),
+                None => new_session_id(),
+            };
+            let session = Session::new(self, id, principal, route, client, transport);
+            let facts = session.connect_all().await?;
+            (session, facts)
         };
-        let session = Session::new(self, id.clone(), principal, route, client, transport);
-        let facts = session.connect_all().await?;
+        let id = session.id.clone();
         let result = self.server_identity(&session.route, &facts, Some(&version));
         session.record_client(crate::record::Dir::ClientToGateway, request);
         if let Ok(mut sessions) = self.sessions.lock() {
@@ -300,15 +351,10 @@ impl Gateway {
 
     /// The session with this id, if it exists and belongs to the principal.
     /// A session presented by another principal is unknown to it.
+    /// Only sessions held here: a sealed id of a session held elsewhere is
+    /// `resolve`d (adopted or forwarded). An id held here was issued or
+    /// opened here, so the principal check below is its seal's check.
     pub fn session(&self, id: &str, principal: &Principal) -> Result<Arc<Session>, SessionError> {
-        // A sealed id names its principal: another caller's (or a forged)
-        // id is refused without a lookup, on whichever replica it lands.
-        if let Some(sealer) = &self.sealer
-            && let Err(e) = sealer.open(id, principal)
-        {
-            tracing::debug!(reason = %e, "session id refused");
-            return Err(SessionError::NotFound);
-        }
         let sessions = self.sessions.lock().map_err(|_| SessionError::NotFound)?;
         let session = sessions.get(id).ok_or(SessionError::NotFound)?;
         // Identity, not token: a refreshed token of the same principal
@@ -412,6 +458,7 @@ impl Gateway {
                     .client_capabilities
                     .unwrap_or_else(|| to_raw(&serde_json::json!({}))),
                 credentials: crate::backend::credentials::Credentials::caller(principal),
+                resumable: false,
             },
         };
         let session = Session::new(

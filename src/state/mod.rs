@@ -17,6 +17,19 @@
 //! credential checks answer "state store unavailable" (503), admin writes
 //! are refused, `/readyz` is unready. `"local"` keeps serving from the last
 //! view with a warning. Recovery needs no restart: the monitor reconnects.
+//!
+//! Sessions across replicas (with `session_key_env`): a sealed session id
+//! carries its ticket (`seal`), so nothing about a live session is stored
+//! here. Redis holds only what a ticket cannot say:
+//! `{prefix}replica:{id}` → the replica's client-facing address, with a
+//! short TTL a heartbeat refreshes (where requests of the sessions it owns
+//! are forwarded; no key means the owner is gone), and
+//! `{prefix}ended:{digest}` with a TTL, set when a client deletes a session,
+//! announced on the channel `{prefix}sessions` so every replica drops its
+//! copy, and checked once before a replica adopts or forwards a session.
+//! A client's `notifications/cancelled` for a request not running on the
+//! replica that received it is announced on `{prefix}cancels`
+//! (`{digest} {request id}`): the replica running it aborts it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +52,15 @@ const OP_TIMEOUT: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Wait between reconnection attempts while Redis is down.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// How often a replica refreshes its registry key, and how long the key
+/// outlives the last refresh: a replica killed without notice is seen gone
+/// within `REPLICA_TTL`.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const REPLICA_TTL: Duration = Duration::from_secs(5);
+/// How long an ended session stays ended for replicas that never held it.
+/// Past this, adopting it finds the backend session gone (404 from the
+/// backend), and the gateway session ends then.
+const ENDED_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What a client is told when a decision needs the state store and it is
 /// unreachable (`data.reason`; 503 where the transport has a status).
@@ -74,6 +96,20 @@ pub struct StateStore {
     /// written to Redis before the next resync so it does not forget them.
     /// Never held across an await.
     pending: Mutex<Vec<Revocation>>,
+    /// This replica's id: `[state] replica_id` or random at start.
+    replica_id: String,
+    /// Where the other replicas reach this one's client listener, once
+    /// bound (`[state] advertise_addr` wins).
+    advertise_addr: Mutex<Option<String>>,
+}
+
+/// What Redis says about a session this replica does not hold.
+#[derive(Debug, Default)]
+pub struct SessionFacts {
+    /// A client deleted it.
+    pub ended: bool,
+    /// The owner replica's address, if it is alive.
+    pub owner_addr: Option<String>,
 }
 
 impl StateStore {
@@ -105,7 +141,153 @@ impl StateStore {
             n_unavailable: AtomicU64::new(0),
             n_round_trips: AtomicU64::new(0),
             pending: Mutex::new(Vec::new()),
+            replica_id: config
+                .replica_id
+                .clone()
+                .unwrap_or_else(|| format!("r-{}", &crate::session::new_session_id()[..12])),
+            advertise_addr: Mutex::new(config.advertise_addr.clone()),
         }))
+    }
+
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    /// The bound client listener, registered unless `advertise_addr` says
+    /// otherwise.
+    pub fn set_listen_addr(&self, addr: std::net::SocketAddr) {
+        if let Ok(mut a) = self.advertise_addr.lock()
+            && a.is_none()
+        {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    %addr,
+                    "listening on all interfaces without [state] advertise_addr: other replicas \
+                     forward this one's sessions to {addr}, which only works on this host"
+                );
+            }
+            *a = Some(addr.to_string());
+        }
+    }
+
+    fn replica_key(&self, id: &str) -> String {
+        format!("{}replica:{id}", self.prefix)
+    }
+
+    fn ended_key(&self, digest: &str) -> String {
+        format!("{}ended:{digest}", self.prefix)
+    }
+
+    fn sessions_channel(&self) -> String {
+        format!("{}sessions", self.prefix)
+    }
+
+    fn cancels_channel(&self) -> String {
+        format!("{}cancels", self.prefix)
+    }
+
+    /// Tells every replica that the client cancelled request `request_id`
+    /// (JSON) of a session: the replica running it aborts it.
+    pub async fn announce_cancel(&self, digest: &str, request_id: &str) -> Result<(), StateError> {
+        let channel = self.cancels_channel();
+        let message = format!("{digest} {request_id}");
+        self.query(async |mut conn| {
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&message)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Whether a session was ended, and where its owner is (one pipeline,
+    /// once per replica per session it does not hold).
+    pub async fn session_facts(
+        &self,
+        digest: &str,
+        owner: &str,
+    ) -> Result<SessionFacts, StateError> {
+        let ended_key = self.ended_key(digest);
+        let owner_key = self.replica_key(owner);
+        let (ended, owner_addr): (bool, Option<String>) = self
+            .query(async |mut conn| {
+                redis::pipe()
+                    .cmd("EXISTS")
+                    .arg(&ended_key)
+                    .cmd("GET")
+                    .arg(&owner_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(SessionFacts { ended, owner_addr })
+    }
+
+    /// Where replica `id` is reached, if it is alive.
+    pub async fn replica_addr(&self, id: &str) -> Result<Option<String>, StateError> {
+        let key = self.replica_key(id);
+        self.query(async |mut conn| redis::cmd("GET").arg(&key).query_async(&mut conn).await)
+            .await
+    }
+
+    /// Marks a session ended for every replica and announces it.
+    pub async fn end_session(&self, digest: &str) -> Result<(), StateError> {
+        let key = self.ended_key(digest);
+        let channel = self.sessions_channel();
+        self.query(async |mut conn| {
+            redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("PX")
+                .arg(ENDED_TTL.as_millis() as u64)
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(&channel)
+                .arg(digest)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Keeps `{prefix}replica:{id}` alive until shutdown, then removes it.
+    async fn heartbeat(self: Arc<Self>, gw: Arc<Gateway>) {
+        let key = self.replica_key(&self.replica_id);
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = gw.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let Some(addr) = self.advertise_addr.lock().ok().and_then(|a| a.clone()) else {
+                continue;
+            };
+            let set: Result<(), StateError> = self
+                .query_in_background(async |mut conn| {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&addr)
+                        .arg("PX")
+                        .arg(REPLICA_TTL.as_millis() as u64)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await;
+            if let Err(e) = set {
+                tracing::debug!(error = %e, "replica registration not refreshed");
+            }
+        }
+        // Gone at once for the others, instead of after the TTL.
+        let _: Result<i64, StateError> = self
+            .query_in_background(async |mut conn| {
+                redis::cmd("DEL").arg(&key).query_async(&mut conn).await
+            })
+            .await;
     }
 
     /// What must be fixed before serving.
@@ -136,8 +318,17 @@ impl StateStore {
         &self,
         run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StateError> {
-        let conn = self.conn()?;
         self.n_round_trips.fetch_add(1, Ordering::Relaxed);
+        self.query_in_background(run).await
+    }
+
+    /// `query` for the replica's own housekeeping (the registry
+    /// heartbeat): not counted with the round trips requests cause.
+    async fn query_in_background<T: redis::FromRedisValue>(
+        &self,
+        run: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StateError> {
+        let conn = self.conn()?;
         match tokio::time::timeout(OP_TIMEOUT, run(conn)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(StateError::Timeout(OP_TIMEOUT)),
@@ -295,6 +486,14 @@ impl StateStore {
         tokio::time::timeout(OP_TIMEOUT, pubsub.subscribe(self.revocations_key()))
             .await
             .map_err(|_| StateError::Timeout(OP_TIMEOUT))??;
+        let sessions = self.sessions_channel();
+        tokio::time::timeout(OP_TIMEOUT, pubsub.subscribe(&sessions))
+            .await
+            .map_err(|_| StateError::Timeout(OP_TIMEOUT))??;
+        let cancels = self.cancels_channel();
+        tokio::time::timeout(OP_TIMEOUT, pubsub.subscribe(&cancels))
+            .await
+            .map_err(|_| StateError::Timeout(OP_TIMEOUT))??;
         let (mut sink, mut messages) = pubsub.split();
         // Subscribed before reading: nothing announced in between is missed.
         self.resync(gw).await?;
@@ -304,6 +503,18 @@ impl StateStore {
             tokio::select! {
                 _ = gw.shutdown.cancelled() => return Ok(()),
                 message = messages.next() => match message {
+                    Some(m) if m.get_channel_name() == sessions => {
+                        if let Ok(digest) = m.get_payload::<String>() {
+                            gw.end_local_session_by_digest(&digest);
+                        }
+                    }
+                    Some(m) if m.get_channel_name() == cancels => {
+                        if let Ok(payload) = m.get_payload::<String>()
+                            && let Some((digest, request_id)) = payload.split_once(' ')
+                        {
+                            gw.cancel_local_request(digest, request_id);
+                        }
+                    }
                     Some(_) => self.resync(gw).await?,
                     None => return Err(StateError::Redis(redis::RedisError::from((
                         redis::ErrorKind::Io,
@@ -369,6 +580,7 @@ pub fn start(gw: &Arc<Gateway>) -> Result<(), StateError> {
         .revocations
         .set_shared_unavailable(state.on_unavailable == OnUnavailable::Deny);
     tokio::spawn(state.clone().run(gw.clone()));
+    tokio::spawn(state.clone().heartbeat(gw.clone()));
     Ok(())
 }
 

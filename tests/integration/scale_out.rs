@@ -13,7 +13,7 @@ use crate::util::auth::{EchoHeaders, Keys, mint, revoke, toml_path};
 use crate::util::http::{self, McpSession, modern_request};
 use crate::util::process::{ChildGuard, free_port};
 use crate::util::redis::RedisServer;
-use crate::util::{Gateway, TestDir};
+use crate::util::{DemoServer, Gateway, TestDir};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "https://gw.test/mcp";
@@ -169,11 +169,19 @@ async fn revocation_on_one_replica_ends_a_stream_on_another_within_a_second() {
         closed_after < Duration::from_secs(1),
         "the stream on replica 3 closed {closed_after:?} after the revocation"
     );
-    let refused = call(second, &carol).await;
-    assert_eq!(
-        refused.status, 401,
-        "replica 2 after the revocation: {refused:?}"
-    );
+    // Replica 2 hears the announcement on its own subscription: within the
+    // same second, not necessarily before replica 3.
+    loop {
+        let refused = call(second, &carol).await;
+        if refused.status == 401 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "replica 2 still accepts 1 s after the revocation: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Every replica lists it, under the id replica 1 gave it.
     for gw in &replicas {
         let listed = http::get(
@@ -478,6 +486,662 @@ async fn a_replica_started_without_redis_fails_closed_until_it_appears() {
     let _redis = RedisServer::start_on(port);
     wait_ready(&gw, 200).await;
     assert_eq!(call(&gw, &grace).await.status, 200);
+}
+
+// --- sessions across replicas ----------------------------------------------------
+
+/// A replica with sealed sessions (`session_key_env`), named `replica_id`,
+/// in front of `backend` (a `[[backends]]` table).
+fn session_replica(redis_url: &str, keys: &str, backend: &str, replica_id: &str) -> Gateway {
+    let keys_file = Keys::get();
+    Gateway::builder(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
+         [admin]\ntoken_env = \"GW_ADMIN_TOKEN\"\n\
+         [auth]\nmode = \"jwt\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = {jwks}\n\
+         [state]\nredis_url = \"{redis_url}\"\n{keys}\nsession_key_env = \"GW_SESSION_KEY\"\n\
+         replica_id = \"{replica_id}\"\n{backend}",
+        jwks = toml_path(&keys_file.path("jwks.json")),
+    ))
+    .env("GW_ADMIN_TOKEN", ADMIN_TOKEN)
+    .env("GW_SESSION_KEY", SESSION_KEY)
+    .start()
+}
+
+fn http_demo_backend(demo: &DemoServer) -> String {
+    format!(
+        "[[backends]]\nname = \"demo\"\ntransport = \"streamable_http\"\nurl = \"{}\"\n",
+        demo.url()
+    )
+}
+
+fn stdio_demo_backend() -> String {
+    let argv: Vec<String> = DemoServer::stdio_argv()
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    format!(
+        "[[backends]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = [{}]\n",
+        argv.join(", ")
+    )
+}
+
+/// One counter or gauge of a replica's `/metrics` (0 when absent).
+async fn metric(gw: &Gateway, name: &str) -> u64 {
+    metrics(gw)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn start_replicas(redis: &RedisServer, keys: &str, backend: &str, n: usize) -> Vec<Gateway> {
+    let replicas: Vec<Gateway> = (1..=n)
+        .map(|i| session_replica(&redis.url(), keys, backend, &format!("gw{i}")))
+        .collect();
+    for gw in &replicas {
+        wait_ready(gw, 200).await;
+    }
+    replicas
+}
+
+/// Headers of a request in `session` (the session id) as `auth`.
+fn in_session<'a>(auth: &'a str, session: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("authorization", auth),
+        ("mcp-session-id", session),
+        ("mcp-protocol-version", "2025-11-25"),
+    ]
+}
+
+async fn echo_in_session(
+    gw: &Gateway,
+    auth: &str,
+    session: &str,
+    message: &str,
+) -> http::RawResponse {
+    http::post_json(
+        &gw.url(),
+        &in_session(auth, session),
+        &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"message": message}}}),
+    )
+    .await
+}
+
+/// The text of an echo result, whatever the transport framing.
+fn echoed(resp: &http::RawResponse) -> String {
+    resp.rpc()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_run_full_sessions_through_haproxy_over_three_replicas() {
+    // The backend's own session id rides in the sealed id; its sampling and
+    // elicitation requests are answered through any replica.
+    sdk_sessions_through_haproxy("2025-11-25").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_through_haproxy_with_a_stateless_backend() {
+    // The gateway itself asks the client (bridging input_required): the
+    // answer goes back to the replica that asked.
+    sdk_sessions_through_haproxy("2026-07-28").await;
+}
+
+async fn sdk_sessions_through_haproxy(backend_protocol: &str) {
+    let demo = DemoServer::start_http();
+    let backend = format!(
+        "{}protocol = \"{backend_protocol}\"\n",
+        http_demo_backend(&demo)
+    );
+    sdk_sessions_through_haproxy_to(&backend, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_clients_through_haproxy_with_a_stdio_backend_are_forwarded_to_its_owner() {
+    // Every request (the GET stream and the answers to server→client
+    // requests included) reaching another replica than the owner is
+    // forwarded there and its answer streamed back.
+    sdk_sessions_through_haproxy_to(&stdio_demo_backend(), false).await;
+}
+
+/// The Python and TypeScript SDK clients' `demo-full` tour through
+/// HAProxy in front of 3 replicas with `backend`: the same answers as the
+/// demo server gives directly, served by several replicas, each session
+/// adopted (`adoptable`) or forwarded to its owner.
+async fn sdk_sessions_through_haproxy_to(backend: &str, adoptable: bool) {
+    use crate::util::{py_client, ts_client};
+    let redis = RedisServer::start();
+    let replicas = start_replicas(&redis, &prefix("sdk"), backend, 3).await;
+    let (_lb, url) = haproxy(&replicas);
+
+    let direct = tokio::task::spawn_blocking(move || {
+        py_client("legacy", &DemoServer::stdio_target(), "demo-full", &[])
+    })
+    .await
+    .unwrap();
+    let header = format!("Authorization: Bearer {}", token("pia"));
+    let (lb_url, h) = (url.clone(), header.clone());
+    let through = tokio::task::spawn_blocking(move || {
+        py_client("legacy", &lb_url, "demo-full", &["--header", &h])
+    })
+    .await
+    .unwrap();
+    // Lists, calls, progress, elicitation and sampling (server→client
+    // requests answered through whichever replica the balancer picked).
+    assert_eq!(through, direct, "python SDK through haproxy vs direct");
+    let mut adopted = 0;
+    let mut forwarded = 0;
+    let mut serving = 0;
+    for gw in &replicas {
+        adopted += metric(gw, "mcp_gateway_sessions_adopted_total").await;
+        forwarded += metric(gw, "mcp_gateway_requests_forwarded_total").await;
+        serving += u64::from(relayed(gw).await > 0);
+    }
+    if adoptable {
+        assert!(adopted >= 1, "no replica adopted the session");
+        assert!(
+            serving >= 2,
+            "the session's requests all landed on one replica"
+        );
+    } else {
+        assert_eq!(adopted, 0, "a stdio session was adopted");
+        assert!(forwarded >= 1, "no request reached another replica");
+        assert_eq!(serving, 1, "a stdio session was served by two replicas");
+    }
+
+    let (lb_url, h) = (url.clone(), header.clone());
+    let ts = tokio::task::spawn_blocking(move || {
+        ts_client("legacy", &lb_url, "demo-full", &["--header", &h])
+    })
+    .await
+    .unwrap();
+    for key in [
+        "echo",
+        "slow_count",
+        "ask_user",
+        "summarize",
+        "readme",
+        "greet",
+    ] {
+        assert_eq!(
+            ts[key], direct[key],
+            "typescript SDK through haproxy: {key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_backed_session_outlives_its_owner_and_a_delete_reaches_every_replica() {
+    // A handshake-era backend: its Mcp-Session-Id travels in the sealed id.
+    outlives_its_owner("2025-11-25").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_a_stateless_backend_outlives_its_owner_too() {
+    outlives_its_owner("2026-07-28").await;
+}
+
+async fn outlives_its_owner(backend_protocol: &str) {
+    let redis = RedisServer::start();
+    let demo = DemoServer::start_http();
+    let keys = prefix("adopt");
+    let backend = format!(
+        "{}protocol = \"{backend_protocol}\"\n",
+        http_demo_backend(&demo)
+    );
+    let mut replicas = start_replicas(&redis, &keys, &backend, 3).await;
+    let auth = format!("Bearer {}", token("otto"));
+    let id = initialize_eliciting(&replicas[0], &auth).await;
+    assert!(id.starts_with("s1") && id.len() < 1024, "{id}");
+
+    // Replicas 2 and 3 never saw it: each adopts it once, from the id alone.
+    for (i, gw) in replicas.iter().enumerate() {
+        for round in 0..2 {
+            let resp = echo_in_session(gw, &auth, &id, &format!("r{i}.{round}")).await;
+            assert_eq!(
+                echoed(&resp),
+                format!("r{i}.{round}"),
+                "replica {}: {resp:?}",
+                i + 1
+            );
+        }
+    }
+    assert_eq!(
+        metric(&replicas[0], "mcp_gateway_sessions_adopted_total").await,
+        0
+    );
+    for gw in &replicas[1..] {
+        assert_eq!(metric(gw, "mcp_gateway_sessions_adopted_total").await, 1);
+    }
+    assert!(
+        replicas[1]
+            .stderr()
+            .contains("session adopted from another replica")
+    );
+    // Once adopted, the session costs no Redis round trip per message.
+    let before = round_trips(&replicas[1]).await;
+    for round in 0..5 {
+        let resp = echo_in_session(&replicas[1], &auth, &id, &format!("hot{round}")).await;
+        assert_eq!(echoed(&resp), format!("hot{round}"), "{resp:?}");
+    }
+    assert_eq!(
+        round_trips(&replicas[1]).await,
+        before,
+        "Redis round trips per message of an adopted session"
+    );
+    assert!(
+        !replicas[1].stderr().contains(&id),
+        "the sealed id was logged"
+    );
+
+    // A server→client request relayed on replica 1's response stream,
+    // answered through replica 2: the answer finds its way back.
+    let mut call = http::open_stream(
+        &replicas[0].url(),
+        &in_session(&auth, &id),
+        Some(&json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+                     "params": {"name": "ask_user", "arguments": {"question": "colour?"}}})),
+    )
+    .await;
+    assert_eq!(call.status, 200);
+    let question = call.next_message(SETTLE).await.unwrap_or_default();
+    assert_eq!(question["method"], "elicitation/create", "{question}");
+    let answer = http::post_json(
+        &replicas[1].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "id": question["id"],
+                "result": {"action": "accept", "content": {"answer": "green"}}}),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let seen = call.until_response(&json!(10), SETTLE).await;
+    let result = seen.last().cloned().unwrap_or_default();
+    assert_eq!(
+        result["result"]["content"][0]["text"], "user said: green",
+        "{seen:?}"
+    );
+    assert_eq!(
+        metric(&replicas[1], "mcp_gateway_requests_forwarded_total").await,
+        1,
+        "the answer was not sent to the replica that asked"
+    );
+
+    // A call running on replica 1, cancelled through replica 3: the
+    // response stream on replica 1 ends without a result.
+    let mut slow = http::open_stream(
+        &replicas[0].url(),
+        &in_session(&auth, &id),
+        Some(&json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+                     "params": {"name": "slow_count", "arguments": {"steps": 10000, "delay_ms": 20},
+                                "_meta": {"progressToken": "c1"}}})),
+    )
+    .await;
+    let first = slow.next_message(SETTLE).await.unwrap_or_default();
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    let cancel = http::post_json(
+        &replicas[2].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": 11, "reason": "changed my mind"}}),
+    )
+    .await;
+    assert_eq!(cancel.status, 202, "{cancel:?}");
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match slow.try_next_event(Duration::from_millis(500)).await {
+            Ok(None) => break,
+            Ok(Some(event)) => {
+                let msg = event.json().unwrap_or_default();
+                assert!(
+                    msg.get("result").is_none(),
+                    "the cancelled call finished: {msg}"
+                );
+            }
+            Err(()) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call on replica 1 still runs after its cancellation through replica 3"
+        );
+    }
+    assert!(
+        replicas[0]
+            .stderr()
+            .contains("request cancelled through another replica")
+    );
+
+    // Subscribed through replica 2, GET stream held on replica 3, the
+    // update caused through replica 1: the notification reaches the client.
+    // (A 2026-07-28 backend has no backend session: the gateway keeps the
+    // subscription itself, on the replica that got it, README.)
+    let subscriber = if backend_protocol == "2026-07-28" {
+        2
+    } else {
+        1
+    };
+    let subscribe = http::post_json(
+        &replicas[subscriber].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "resources/subscribe",
+                "params": {"uri": "demo://counter"}}),
+    )
+    .await;
+    assert!(subscribe.rpc().get("result").is_some(), "{subscribe:?}");
+    let mut stream = http::open_stream(
+        &replicas[2].url(),
+        &[
+            ("authorization", auth.as_str()),
+            ("mcp-session-id", id.as_str()),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("accept", "text/event-stream"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let bump = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                      "params": {"name": "bump_counter", "arguments": {}}});
+    let deadline = Instant::now() + SETTLE;
+    let last_event_id = 'updated: loop {
+        // The backend GET stream opens asynchronously: bump until seen.
+        let resp = http::post_json(&replicas[0].url(), &in_session(&auth, &id), &bump).await;
+        assert!(resp.rpc().get("result").is_some(), "{resp:?}");
+        loop {
+            match stream.try_next_event(Duration::from_millis(500)).await {
+                Ok(Some(event)) => {
+                    let method = event.json().map(|m| m["method"].clone());
+                    if method == Some(json!("notifications/resources/updated")) {
+                        break 'updated event.id.unwrap_or_default();
+                    }
+                }
+                Ok(None) => panic!("replica 3 ended the GET stream"),
+                Err(()) => break,
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no resources/updated on replica 3's GET stream"
+        );
+    };
+    drop(stream);
+    if backend_protocol != "2026-07-28" {
+        // The event id says how far the backend's stream got; resumed on
+        // replica 2, the backend replays what the client missed meanwhile.
+        assert!(
+            last_event_id.contains("~gw3~"),
+            "event id {last_event_id:?}"
+        );
+        let resp = http::post_json(&replicas[0].url(), &in_session(&auth, &id), &bump).await;
+        assert!(resp.rpc().get("result").is_some(), "{resp:?}");
+        let mut resumed = http::open_stream(
+            &replicas[1].url(),
+            &[
+                ("authorization", auth.as_str()),
+                ("mcp-session-id", id.as_str()),
+                ("mcp-protocol-version", "2025-11-25"),
+                ("accept", "text/event-stream"),
+                ("last-event-id", last_event_id.as_str()),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(resumed.status, 200);
+        let replayed = loop {
+            match resumed.try_next_event(SETTLE).await {
+                Ok(Some(event)) => {
+                    let method = event.json().map(|m| m["method"].clone());
+                    if method == Some(json!("notifications/resources/updated")) {
+                        break event;
+                    }
+                }
+                other => panic!("nothing replayed on replica 2 after {last_event_id:?}: {other:?}"),
+            }
+        };
+        let replayed_id = replayed.id.unwrap_or_default();
+        assert!(replayed_id.contains("~gw2~"), "event id {replayed_id:?}");
+    }
+
+    // The owner dies: the others go on with the same backend session.
+    drop(replicas.remove(0));
+    for gw in &replicas {
+        let resp = echo_in_session(gw, &auth, &id, "after").await;
+        assert_eq!(echoed(&resp), "after", "{resp:?}");
+    }
+    // Restarted under its old name, the owner takes the session up again.
+    let restarted = session_replica(&redis.url(), &keys, &backend, "gw1");
+    wait_ready(&restarted, 200).await;
+    let resp = echo_in_session(&restarted, &auth, &id, "back").await;
+    assert_eq!(echoed(&resp), "back", "{resp:?}");
+    drop(restarted);
+
+    // DELETE on one replica: 404 on every replica, also one that never held it.
+    let deleted = http::delete(&replicas[0].url(), &in_session(&auth, &id)).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let resp = echo_in_session(&replicas[1], &auth, &id, "gone?").await;
+        if resp.status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 3 still serves a deleted session: {resp:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        echo_in_session(&replicas[0], &auth, &id, "gone?")
+            .await
+            .status,
+        404
+    );
+    let late = session_replica(&redis.url(), &keys, &backend, "gw4");
+    wait_ready(&late, 200).await;
+    assert_eq!(
+        echo_in_session(&late, &auth, &id, "gone?").await.status,
+        404
+    );
+    assert_eq!(metric(&late, "mcp_gateway_sessions_adopted_total").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_session_is_forwarded_to_its_owner_and_ends_with_it() {
+    let redis = RedisServer::start();
+    let keys = prefix("forward");
+    let key_names = key_prefix_of(&keys);
+    let mut replicas = start_replicas(&redis, &keys, &stdio_demo_backend(), 2).await;
+    // Both replicas registered themselves, with a TTL.
+    let deadline = Instant::now() + SETTLE;
+    while redis.cli(&["GET", &format!("{key_names}replica:gw1")]) != replicas[0].addr().to_string()
+    {
+        assert!(Instant::now() < deadline, "replica gw1 never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ttl: i64 = redis
+        .cli(&["PTTL", &format!("{key_names}replica:gw1")])
+        .parse()
+        .unwrap_or(-1);
+    assert!((1..=5000).contains(&ttl), "registry key TTL {ttl} ms");
+
+    let auth = format!("Bearer {}", token("stella"));
+    let session = McpSession::initialize(
+        &replicas[0].url(),
+        "2025-11-25",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let id = session.session_id.clone().unwrap_or_default();
+    // On replica 2 the session's requests are forwarded to its owner.
+    for round in 0..3 {
+        let resp = echo_in_session(&replicas[1], &auth, &id, &format!("fwd{round}")).await;
+        assert_eq!(echoed(&resp), format!("fwd{round}"), "{resp:?}");
+    }
+    // SSE answers stream back through the forwarding replica.
+    let slow = http::post_json(
+        &replicas[1].url(),
+        &in_session(&auth, &id),
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "slow_count", "arguments": {"steps": 3, "delay_ms": 10},
+                           "_meta": {"progressToken": "p1"}}}),
+    )
+    .await;
+    assert!(slow.is_sse(), "{slow:?}");
+    let progress = slow
+        .messages()
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    assert!(progress >= 1, "{slow:?}");
+    assert!(slow.rpc().get("result").is_some(), "{slow:?}");
+    assert!(metric(&replicas[1], "mcp_gateway_requests_forwarded_total").await >= 4);
+    assert_eq!(
+        metric(&replicas[1], "mcp_gateway_sessions_adopted_total").await,
+        0
+    );
+    // Only the owner ran the tools.
+    assert_eq!(relayed(&replicas[1]).await, 0);
+
+    // A forwarded request is never forwarded again.
+    let mut twice = in_session(&auth, &id).to_vec();
+    twice.push(("x-mcp-gateway-forwarded", "gw9"));
+    let resp = http::post_json(
+        &replicas[1].url(),
+        &twice,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+    )
+    .await;
+    assert_eq!(resp.status, 404, "{resp:?}");
+
+    // The owner dies with its process: 404, never another replica's process,
+    // and the client starts over there.
+    drop(replicas.remove(0));
+    let resp = echo_in_session(&replicas[0], &auth, &id, "orphan").await;
+    assert_eq!(resp.status, 404, "{resp:?}");
+    let again = McpSession::initialize(
+        &replicas[0].url(),
+        "2025-11-25",
+        &[("authorization", &auth)],
+    )
+    .await;
+    let new_id = again.session_id.clone().unwrap_or_default();
+    let resp = echo_in_session(&replicas[0], &auth, &new_id, "fresh").await;
+    assert_eq!(echoed(&resp), "fresh", "{resp:?}");
+    // The dead replica's registration expires (TTL), the live one's stays.
+    let deadline = Instant::now() + SETTLE;
+    while !redis
+        .cli(&["GET", &format!("{key_names}replica:gw1")])
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dead replica stays registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !redis
+            .cli(&["GET", &format!("{key_names}replica:gw2")])
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_forgets_the_session_ends_it_on_every_replica() {
+    let redis = RedisServer::start();
+    let mut demo = DemoServer::start_http();
+    let backend = format!("{}protocol = \"2025-11-25\"\n", http_demo_backend(&demo));
+    let replicas = start_replicas(&redis, &prefix("forgets"), &backend, 2).await;
+    let auth = format!("Bearer {}", token("fern"));
+    let id = initialize_eliciting(&replicas[0], &auth).await;
+    for gw in &replicas {
+        assert_eq!(echoed(&echo_in_session(gw, &auth, &id, "x").await), "x");
+    }
+    // The backend restarts at the same address without its sessions.
+    let addr = demo.addr();
+    demo.kill();
+    let _demo = DemoServer::start_http_at(&addr);
+    // The call that finds the backend session gone fails (-32010); after
+    // it the session is unknown everywhere, so the client starts over,
+    // instead of a replica quietly opening a backend session the others
+    // would not know.
+    let failed = echo_in_session(&replicas[1], &auth, &id, "y").await;
+    assert_eq!(failed.rpc()["error"]["code"], -32010, "{failed:?}");
+    for gw in &replicas {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let resp = echo_in_session(gw, &auth, &id, "z").await;
+            if resp.status == 404 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still served: {resp:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let again = initialize_eliciting(&replicas[1], &auth).await;
+    assert_eq!(
+        echoed(&echo_in_session(&replicas[0], &auth, &again, "new").await),
+        "new"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_on_unavailable_local_still_adopts_a_session() {
+    let mut redis = RedisServer::start();
+    let demo = DemoServer::start_http();
+    let backend = http_demo_backend(&demo);
+    let keys = prefix("down");
+    let local = format!("{keys}\non_unavailable = \"local\"");
+    let replicas = start_replicas(&redis, &local, &backend, 2).await;
+    let auth = format!("Bearer {}", token("hal"));
+    let id = initialize_eliciting(&replicas[0], &auth).await;
+    redis.kill();
+    let deadline = Instant::now() + SETTLE;
+    while !metrics(&replicas[1])
+        .await
+        .contains("mcp_gateway_state_store_up 0")
+    {
+        assert!(Instant::now() < deadline, "replica 2 never saw Redis go");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = echo_in_session(&replicas[1], &auth, &id, "still").await;
+    assert_eq!(echoed(&resp), "still", "{resp:?}");
+    assert!(
+        replicas[1]
+            .stderr()
+            .contains("session resumed without checking that it was not deleted")
+    );
+}
+
+/// A 2025-11-25 session at `gw` whose client can answer elicitation; its id.
+async fn initialize_eliciting(gw: &Gateway, auth: &str) -> String {
+    let init = http::post_json(
+        &gw.url(),
+        &[("authorization", auth)],
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"elicitation": {}},
+            "clientInfo": {"name": "scale-out-test", "version": "0"}}}),
+    )
+    .await;
+    assert_eq!(init.status, 200, "{init:?}");
+    let id = init.header("mcp-session-id").unwrap_or_default().to_owned();
+    let ack = http::post_json(
+        &gw.url(),
+        &in_session(auth, &id),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(ack.status, 202, "{ack:?}");
+    id
+}
+
+/// `key_prefix = "…"` → the prefix itself.
+fn key_prefix_of(line: &str) -> String {
+    line.split('"').nth(1).unwrap_or_default().to_owned()
 }
 
 // --- shared rate limits ----------------------------------------------------------

@@ -67,8 +67,13 @@ impl DemoServer {
     /// Starts it over Streamable HTTP; the URL comes from its stderr line
     /// `demo-server listening on http://127.0.0.1:PORT/mcp` (plain or inside a JSON log line).
     pub fn start_http() -> DemoServer {
+        DemoServer::start_http_at("127.0.0.1:0")
+    }
+
+    /// On a given address (a restarted backend keeps its URL, not its sessions).
+    pub fn start_http_at(addr: &str) -> DemoServer {
         let mut cmd = Command::new(gateway_bin());
-        cmd.args(["demo-server", "--http", "127.0.0.1:0"])
+        cmd.args(["demo-server", "--http", addr])
             .env("RUST_LOG", "info");
         let mut process = ChildGuard::spawn("mcp-gateway demo-server", cmd);
         let url = process.wait_for_stderr("demo-server listening line", START_TIMEOUT, |stderr| {
@@ -80,6 +85,17 @@ impl DemoServer {
     /// `http://127.0.0.1:PORT/mcp`
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> String {
+        let rest = self.url.trim_start_matches("http://");
+        rest.split('/').next().unwrap_or(rest).to_string()
+    }
+
+    /// SIGKILL, as when the server crashes.
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     pub fn stderr(&self) -> String {
