@@ -128,6 +128,29 @@ fn check_post_headers(headers: &HeaderMap) -> Result<(), Reject> {
     Ok(())
 }
 
+/// A POST of a session another replica serves (or of an answer another
+/// replica waits for), sent on to that replica as it came.
+async fn forward_post(
+    s: &AppState,
+    replica: &str,
+    addr: &str,
+    route: &Route,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = route_path(route);
+    forward::to_owner(
+        &s.gw,
+        replica,
+        addr,
+        axum::http::Method::POST,
+        &path,
+        headers,
+        body,
+    )
+    .await
+}
+
 async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) =
         check_origin(&s.gw, &headers, s.local).and_then(|_| check_post_headers(&headers))
@@ -172,17 +195,7 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
             let session = match session_for(&s.gw, &id, &principal, Some(&route), &headers).await {
                 Ok(Resolved::Local(session)) => session,
                 Ok(Resolved::Forward { owner, addr }) => {
-                    let path = route_path(&route);
-                    return forward::to_owner(
-                        &s.gw,
-                        &owner,
-                        &addr,
-                        axum::http::Method::POST,
-                        &path,
-                        &headers,
-                        body.clone(),
-                    )
-                    .await;
+                    return forward_post(&s, &owner, &addr, &route, &headers, body).await;
                 }
                 Err(r) => return r.into_response_with_id(env.id.clone()),
             };
@@ -193,17 +206,7 @@ async fn post(s: AppState, route: Route, headers: HeaderMap, body: Bytes) -> Res
                 && let Some(replica) = session.answer_waits_elsewhere(&env)
                 && let Some(addr) = replica_addr(&s.gw, &replica).await
             {
-                let path = route_path(&route);
-                return forward::to_owner(
-                    &s.gw,
-                    &replica,
-                    &addr,
-                    axum::http::Method::POST,
-                    &path,
-                    &headers,
-                    body.clone(),
-                )
-                .await;
+                return forward_post(&s, &replica, &addr, &route, &headers, body).await;
             }
             post_in_session(s, session, env).await
         }

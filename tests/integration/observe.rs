@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use crate::util::Gateway;
 use crate::util::drivers::{repo_root, venv_python};
-use crate::util::gateway::gateway_bin;
 use crate::util::http::{self, McpSession};
 use crate::util::servers::{DemoServer, toml_array};
 
@@ -84,20 +83,7 @@ print(n)
 
 /// `mcp-gateway audit verify ARGS...` → (success, stdout + stderr).
 fn verify(args: &[&str], files: &[PathBuf]) -> (bool, String) {
-    let out = Command::new(gateway_bin())
-        .args(["audit", "verify"])
-        .args(args)
-        .args(files)
-        .output()
-        .expect("audit verify runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    crate::util::gateway::audit_verify(args, files)
 }
 
 /// Edited, deleted and swapped lines each fail `audit verify` at that line.
@@ -392,16 +378,8 @@ async fn audit_chain_continues_across_restart_and_rotation() {
         let gw = Gateway::start(&config);
         let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
         total += 1;
-        for i in 0..6 {
-            let r = s
-                .request(
-                    "tools/call",
-                    json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
-                )
-                .await;
-            assert!(r["result"].is_object(), "{r}");
-            total += 1;
-        }
+        echo_calls(&mut s, 6).await;
+        total += 6;
         s.request("ping", json!({})).await;
         total += 1;
         let pid = gw.pid().to_string();
@@ -681,6 +659,19 @@ async fn echo(s: &mut McpSession) -> Value {
         json!({"name": "echo", "arguments": {"text": "hi"}}),
     )
     .await
+}
+
+/// `n` successful `echo` calls on `s`.
+async fn echo_calls(s: &mut McpSession, n: usize) {
+    for i in 0..n {
+        let r = s
+            .request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
+            )
+            .await;
+        assert!(r["result"].is_object(), "{r}");
+    }
 }
 
 fn limited_ms(r: &Value) -> Option<u64> {
@@ -1261,15 +1252,7 @@ async fn syslog_sink_delivers_a_chain_that_verifies_across_restarts() {
     for _run in 0..2 {
         let gw = Gateway::start(&config);
         let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
-        for i in 0..3 {
-            let r = s
-                .request(
-                    "tools/call",
-                    json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
-                )
-                .await;
-            assert!(r["result"].is_object(), "{r}");
-        }
+        echo_calls(&mut s, 3).await;
         expected += 4;
         assert_eq!(collector.wait_for(expected).len(), expected);
         let pid = gw.pid().to_string();
@@ -1309,15 +1292,7 @@ async fn syslog_sink_keeps_records_while_the_collector_is_down() {
     );
     let gw = Gateway::start(&config);
     let mut s = McpSession::initialize(&gw.url(), "2025-06-18", &[]).await;
-    for i in 0..3 {
-        let r = s
-            .request(
-                "tools/call",
-                json!({"name": "echo", "arguments": {"text": format!("{i}")}}),
-            )
-            .await;
-        assert!(r["result"].is_object(), "{r}");
-    }
+    echo_calls(&mut s, 3).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
     let collector = SyslogCollector::on(listener);

@@ -1494,19 +1494,7 @@ async fn shared_limits_fail_closed_or_fall_back_to_local_buckets() {
 
 /// `mcp-gateway audit verify FILES...` → (success, stdout + stderr).
 fn audit_verify(files: &[std::path::PathBuf]) -> (bool, String) {
-    let out = std::process::Command::new(crate::util::gateway::gateway_bin())
-        .args(["audit", "verify"])
-        .args(files)
-        .output()
-        .expect("audit verify runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    crate::util::gateway::audit_verify(&[], files)
 }
 
 /// Three replicas behind HAProxy, each with its own audit log (one rotated

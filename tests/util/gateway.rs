@@ -16,6 +16,24 @@ use super::process::{ChildGuard, TestDir};
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Path of the crate's binary, built by cargo for integration tests.
+/// `mcp-gateway audit verify ARGS... FILES...` → (success, stdout + stderr).
+pub fn audit_verify(args: &[&str], files: &[PathBuf]) -> (bool, String) {
+    let out = std::process::Command::new(gateway_bin())
+        .args(["audit", "verify"])
+        .args(args)
+        .args(files)
+        .output()
+        .expect("audit verify runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn gateway_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mcp-gateway"))
 }
