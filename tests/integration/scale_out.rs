@@ -1396,10 +1396,11 @@ async fn a_shared_limit_holds_across_three_replicas_behind_haproxy() {
         assert!(limited > 0, "replica {} refused nothing\n{text}", i + 1);
     }
     // One Redis round trip per decided message (the first EVALSHA of the
-    // script may be followed by an EVAL).
+    // script may be followed by an EVAL on each replica; the odd resync of
+    // a replica's revocations counts too).
     let trips = total_round_trips(&replicas).await - trips_before;
     assert!(
-        trips >= attempts && trips <= attempts + 3,
+        trips >= attempts && trips <= attempts + 10,
         "{trips} round trips for {attempts} messages"
     );
 }
