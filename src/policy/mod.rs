@@ -141,6 +141,30 @@ pub struct Snapshot {
     /// backend → the tenants listing it (the backend entity's parents)
     pub backend_tenants: HashMap<String, Vec<String>>,
     pub expose_arguments: bool,
+    /// Counts loads: decisions cached under one generation are not used
+    /// under another (0: never loaded, nothing cached).
+    pub generation: u64,
+    /// Whether a decision depends only on what is fixed for a session and
+    /// a target: no policy reads `context.time`, `context.hour_utc` or the
+    /// arguments (and arguments are not exposed).
+    pub decisions_cacheable: bool,
+}
+
+/// Generations handed out by `Snapshot::load`.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Whether any policy of `compiled` reads an attribute that changes from
+/// one message of a session to the next (conservatively: any attribute
+/// access or `has` test by that name).
+fn reads_volatile(compiled: &Compiled) -> bool {
+    compiled.set.policies().any(|p| {
+        p.to_json().map_or(true, |est| {
+            let text = est.to_string();
+            ["time", "hour_utc", "arguments"]
+                .iter()
+                .any(|attr| text.contains(&format!("\"attr\":\"{attr}\"")))
+        })
+    })
 }
 
 impl Snapshot {
@@ -177,7 +201,12 @@ impl Snapshot {
             }
             tenants.insert(t.name.clone(), names);
         }
+        let decisions_cacheable = !policy.expose_arguments
+            && !reads_volatile(&default)
+            && !route_sets.values().any(reads_volatile);
         Ok(Snapshot {
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            decisions_cacheable,
             default,
             configured: policy.configured,
             route_sets,

@@ -451,3 +451,43 @@ fn name_indexed_slices_decide_as_the_whole_set() {
     );
     assert!(d.allow);
 }
+
+#[test]
+fn decisions_are_cacheable_unless_a_policy_reads_what_changes_per_message() {
+    use crate::config::load_str;
+    let dir = std::env::temp_dir().join(format!("mcp-gw-cacheable-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let load = |policy: &str, expose: bool| {
+        std::fs::write(dir.join("p.cedar"), policy).expect("write policy");
+        let text = format!(
+            "[[backends]]\nname = \"demo\"\ntransport = \"stdio\"\ncommand = [\"true\"]\n\
+             [policy]\nfiles = [{:?}]\nexpose_arguments = {expose}\n",
+            dir.join("p.cedar").display().to_string()
+        );
+        let config = load_str(&text, "gw.toml", &|_| None).expect("config");
+        Snapshot::load(&config).expect("policies")
+    };
+    let plain = load(
+        "permit(principal, action, resource) when { context.transport == \"streamable_http\" };",
+        false,
+    );
+    assert!(plain.decisions_cacheable);
+    assert!(plain.generation > 0);
+    let again = load("permit(principal, action, resource);", false);
+    assert_ne!(
+        plain.generation, again.generation,
+        "every load is a new generation"
+    );
+    for volatile in [
+        "permit(principal, action, resource) when { context.hour_utc < 18 };",
+        "permit(principal, action, resource) when { context.time > 0 };",
+        "permit(principal, action, resource) unless { context has arguments };",
+    ] {
+        assert!(!load(volatile, false).decisions_cacheable, "{volatile}");
+    }
+    assert!(
+        !load("permit(principal, action, resource);", true).decisions_cacheable,
+        "arguments exposed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

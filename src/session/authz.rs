@@ -24,6 +24,42 @@ const MAX_REMEMBERED_TOOLS: usize = 10_000;
 /// (upstream index, the backend's own tool name) → annotations.
 pub type ToolCatalog = HashMap<(usize, String), ToolFacts>;
 
+/// Most decisions one session keeps.
+const MAX_CACHED_DECISIONS: usize = 1024;
+
+/// A session's decisions by action and target, valid for one policy
+/// generation. Only used when `Snapshot::decisions_cacheable`: then a
+/// decision depends on the session (principal, route, client) and the
+/// target alone, and the target's resolution and annotations change only
+/// with a `list_changed`, which clears the cache.
+#[derive(Default)]
+pub struct DecisionCache {
+    generation: u64,
+    decisions: HashMap<String, Decision>,
+}
+
+impl DecisionCache {
+    fn get(&self, generation: u64, key: &str) -> Option<Decision> {
+        (self.generation == generation)
+            .then(|| self.decisions.get(key).cloned())
+            .flatten()
+    }
+
+    fn put(&mut self, generation: u64, key: String, decision: Decision) {
+        if self.generation != generation {
+            self.decisions.clear();
+            self.generation = generation;
+        }
+        if self.decisions.len() < MAX_CACHED_DECISIONS {
+            self.decisions.insert(key, decision);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.decisions.clear();
+    }
+}
+
 pub(super) fn base_context(session: &Session) -> Context {
     Context {
         transport: session.transport,
@@ -55,6 +91,48 @@ pub(super) async fn decide(
     env: &Envelope,
     out: &Out,
 ) -> Decision {
+    let (generation, cacheable) = {
+        let snapshot = gw.policy.snapshot();
+        (snapshot.generation, snapshot.decisions_cacheable)
+    };
+    let key = cacheable.then(|| match &call.target {
+        Target::None => call.method.action().to_owned(),
+        Target::Tool(n) | Target::Resource(n) | Target::Prompt(n) => {
+            format!(
+                "{}\u{0}{}\u{0}{n}",
+                call.method.action(),
+                call.target.kind()
+            )
+        }
+    });
+    if let Some(key) = &key
+        && let Some(decision) = session
+            .decisions
+            .lock()
+            .ok()
+            .and_then(|c| c.get(generation, key))
+    {
+        return decision;
+    }
+    let (decision, settled) = decide_uncached(session, gw, call, env, out).await;
+    if let Some(key) = key
+        && settled
+        && let Ok(mut cache) = session.decisions.lock()
+    {
+        cache.put(generation, key, decision.clone());
+    }
+    decision
+}
+
+async fn decide_uncached(
+    session: &Arc<Session>,
+    gw: &Gateway,
+    call: &Call,
+    env: &Envelope,
+    out: &Out,
+) -> (Decision, bool) {
+    // Whether the decision rests on settled facts only (may be cached).
+    let mut settled = true;
     let mut ctx = base_context(session);
     // classify names a tool only for tools/call, a prompt only for
     // prompts/get and completion/complete.
@@ -73,7 +151,9 @@ pub(super) async fn decide(
                     .policy
                     .permits_any(Method::ToolsCall.action(), ctx.route.as_deref())
             {
-                ctx.tool = Some(tool_facts(session, index, own, out).await);
+                let (facts, known) = tool_facts(session, index, own, out).await;
+                ctx.tool = Some(facts);
+                settled &= known;
                 if gw.policy.snapshot().expose_arguments {
                     ctx.arguments = mcp::meta::params_object(env.params.as_deref())
                         .get("arguments")
@@ -82,15 +162,20 @@ pub(super) async fn decide(
                 }
             }
         }
-        return gw.policy.decide(&session.principal, call, &ctx);
+        return (gw.policy.decide(&session.principal, call, &ctx), settled);
     }
     if let Target::Resource(uri) = &call.target {
-        if let Some(index) = lists::resource_backend(session, uri) {
-            ctx.backend = Some(session.upstream_name(index).to_owned());
+        match lists::resource_backend(session, uri) {
+            Some(index) => ctx.backend = Some(session.upstream_name(index).to_owned()),
+            // Not in the catalog (yet): decided, but not remembered.
+            None => settled = false,
         }
-        return gw.policy.decide(&session.principal, call, &ctx);
+        return (gw.policy.decide(&session.principal, call, &ctx), settled);
     }
-    any_backend(gw, &session.principal, call, ctx, session_backends(session))
+    (
+        any_backend(gw, &session.principal, call, ctx, session_backends(session)),
+        settled,
+    )
 }
 
 fn session_backends(session: &Session) -> Vec<String> {
@@ -180,12 +265,21 @@ pub(super) fn connect(
 
 /// The annotations of a backend's tool: from the catalog, else learned
 /// from the backend's `tools/list` (never from the call itself).
-async fn tool_facts(session: &Arc<Session>, index: usize, own: &str, out: &Out) -> ToolFacts {
+/// The tool's annotations, and whether they are known: listed, or
+/// definitely not listed (a whole list was read). `false` when the list
+/// could not be read, so a decision made on the defaults is not cached.
+async fn tool_facts(
+    session: &Arc<Session>,
+    index: usize,
+    own: &str,
+    out: &Out,
+) -> (ToolFacts, bool) {
     let key = (index, own.to_owned());
     if let Some(f) = known(session, &key) {
-        return f;
+        return (f, true);
     }
     let mut cursor: Option<Value> = None;
+    let mut complete = false;
     for _ in 0..MAX_CATALOG_PAGES {
         let params = cursor
             .as_ref()
@@ -201,13 +295,17 @@ async fn tool_facts(session: &Arc<Session>, index: usize, own: &str, out: &Out) 
             remember(session, index, tools);
         }
         cursor = page.remove("nextCursor").filter(|c| !c.is_null());
-        if cursor.is_none() || known(session, &key).is_some() {
+        if cursor.is_none() {
+            complete = true;
+            break;
+        }
+        if known(session, &key).is_some() {
             break;
         }
     }
     match known(session, &key) {
-        Some(facts) => facts,
-        None => {
+        Some(facts) => (facts, true),
+        None if complete => {
             // Not listed: the spec's defaults, remembered (up to a bound) so
             // calls of unknown names do not each page through the list.
             let facts = ToolFacts::default();
@@ -216,8 +314,10 @@ async fn tool_facts(session: &Arc<Session>, index: usize, own: &str, out: &Out) 
             {
                 catalog.insert(key, facts);
             }
-            facts
+            (facts, true)
         }
+        // The list could not be read: the defaults, this time only.
+        None => (ToolFacts::default(), false),
     }
 }
 
@@ -343,5 +443,41 @@ fn item_target(
             };
             Some((index, Target::Resource(template), None))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(allow: bool, id: &str) -> Decision {
+        Decision {
+            allow,
+            policies: vec![id.to_owned()],
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn cached_decisions_belong_to_one_generation_and_are_bounded() {
+        let mut cache = DecisionCache::default();
+        cache.put(3, "tools/call\0tool\0a".into(), decision(true, "p"));
+        assert_eq!(
+            cache.get(3, "tools/call\0tool\0a").map(|d| d.allow),
+            Some(true)
+        );
+        assert!(cache.get(3, "tools/call\0tool\0b").is_none());
+        // Another generation (a reload): nothing is reused, and the first
+        // put of the new generation drops the old entries.
+        assert!(cache.get(4, "tools/call\0tool\0a").is_none());
+        cache.put(4, "tools/call\0tool\0b".into(), decision(false, "q"));
+        assert!(cache.get(3, "tools/call\0tool\0a").is_none());
+        assert_eq!(cache.decisions.len(), 1);
+        cache.clear();
+        assert!(cache.get(4, "tools/call\0tool\0b").is_none());
+        for i in 0..2 * MAX_CACHED_DECISIONS {
+            cache.put(4, format!("k{i}"), decision(true, "p"));
+        }
+        assert_eq!(cache.decisions.len(), MAX_CACHED_DECISIONS);
     }
 }

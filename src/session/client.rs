@@ -57,6 +57,8 @@ pub struct Session {
     pub(super) catalog: lists::Catalog,
     /// Tool annotations seen in `tools/list`, for policy.
     pub(super) tool_facts: Mutex<super::authz::ToolCatalog>,
+    /// Decisions already made for a target (when the policies allow it).
+    pub(super) decisions: Mutex<super::authz::DecisionCache>,
     queue: usize,
     /// `logging/setLevel` of a handshake-era client, sent on in `_meta` to
     /// stateless servers.
@@ -143,6 +145,7 @@ impl Session {
             closed: CancellationToken::new(),
             catalog: lists::Catalog::default(),
             tool_facts: Mutex::new(Default::default()),
+            decisions: Mutex::new(Default::default()),
             queue: limits.max_queued_messages,
             log_level: Mutex::new(None),
             server_request_ids: Mutex::new(HashMap::new()),
@@ -1142,6 +1145,12 @@ impl Session {
                 {
                     // Annotations may have changed: learned again when needed.
                     facts.clear();
+                }
+                if method.ends_with("/list_changed")
+                    && let Ok(mut decisions) = self.decisions.lock()
+                {
+                    // Targets may resolve (or be annotated) differently now.
+                    decisions.clear();
                 }
                 if method == "notifications/message"
                     && self.client.era == Era::Stateless
