@@ -454,8 +454,8 @@ pub(super) async fn merged_list(
         Some((items, next)) => (items, next),
         // A cursor the catalog no longer holds (the list was refreshed):
         // the backend decides whether its cursor is still good.
-        None => match fetch_page(session, kind, start.b, base, start.c.clone(), out).await {
-            Ok(page) => {
+        None => match fetch_one(session, kind, start.b, base, start.c.clone(), out).await {
+            Ok((page, _)) => {
                 let next = match page.next {
                     Some(c) => Some((start.b, Some(c))),
                     None => first_nonempty(&merged, start.b + 1).map(|b| (b, None)),
@@ -826,19 +826,6 @@ async fn fetch_all(
         ttl_ms,
         private,
     })
-}
-
-async fn fetch_page(
-    session: &Arc<Session>,
-    kind: ListKind,
-    index: usize,
-    params: Option<Box<serde_json::value::RawValue>>,
-    cursor: Option<Value>,
-    out: &Out,
-) -> Result<Page, BackendError> {
-    fetch_one(session, kind, index, params, cursor, out)
-        .await
-        .map(|(page, _)| page)
 }
 
 /// One page from one backend: (the page, (its `ttlMs`, whether private)).
