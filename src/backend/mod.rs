@@ -68,6 +68,14 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The JSON-RPC error code a client gets for it.
+    pub fn code(&self) -> i64 {
+        match self {
+            BackendError::Unavailable { .. } => crate::mcp::code::BACKEND_UNAVAILABLE,
+            BackendError::Timeout { .. } => crate::mcp::code::BACKEND_TIMEOUT,
+        }
+    }
+
     pub fn backend(&self) -> &str {
         match self {
             BackendError::Unavailable { backend, .. } | BackendError::Timeout { backend, .. } => {

@@ -185,9 +185,10 @@ impl Gateway {
                     policies: Vec::new(),
                     reason: format!("connect allowed; {e}"),
                 },
-                Outcome::Error(
-                    backend_error_response_for(e).unwrap_or(mcp::code::BACKEND_UNAVAILABLE),
-                ),
+                Outcome::Error(match e {
+                    SessionError::Backend(e) => e.code(),
+                    _ => mcp::code::BACKEND_UNAVAILABLE,
+                }),
             ),
         };
         let record = Record {
@@ -654,13 +655,13 @@ pub fn backend_error_response(id: Option<JsonRpcId>, e: &BackendError) -> Envelo
     match e {
         BackendError::Unavailable { backend, reason } => Envelope::error(
             id,
-            mcp::code::BACKEND_UNAVAILABLE,
+            e.code(),
             &format!("backend {backend:?} is unavailable"),
             Some(serde_json::json!({"backend": backend, "reason": reason})),
         ),
         BackendError::Timeout { backend, timeout } => Envelope::error(
             id,
-            mcp::code::BACKEND_TIMEOUT,
+            e.code(),
             &format!(
                 "backend {backend:?} timed out after {}s",
                 timeout.as_secs_f64()
@@ -671,14 +672,6 @@ pub fn backend_error_response(id: Option<JsonRpcId>, e: &BackendError) -> Envelo
                 "reason": "backend timed out",
             })),
         ),
-    }
-}
-
-/// The JSON-RPC code a client gets for a session that could not open.
-fn backend_error_response_for(e: &SessionError) -> Option<i64> {
-    match e {
-        SessionError::Backend(e) => backend_error_response(None, e).error_code(),
-        _ => None,
     }
 }
 
