@@ -226,6 +226,16 @@ impl Snapshot {
             .unwrap_or(&self.default)
     }
 
+    /// Whether the set for `route` permits every request of `action`
+    /// without a condition (nothing about the request is read).
+    pub fn permits_any(&self, action: &str, route: Option<&str>) -> bool {
+        self.configured
+            && self
+                .set_for(route)
+                .unconditional(&load::action_key(action))
+                .is_some()
+    }
+
     /// How many policies are loaded, over every set.
     pub fn policy_count(&self) -> usize {
         self.default.len() + self.route_sets.values().map(Compiled::len).sum::<usize>()
@@ -313,17 +323,6 @@ impl PolicyEngine {
     /// on use it.
     pub fn replace(&self, snapshot: Snapshot) {
         self.live.store(Arc::new(snapshot));
-    }
-
-    /// Whether the set in force for `route` permits every request of
-    /// `action` without a condition (nothing about the request is read).
-    pub fn permits_any(&self, action: &str, route: Option<&str>) -> bool {
-        let snapshot = self.live.load();
-        snapshot.configured
-            && snapshot
-                .set_for(route)
-                .unconditional(&load::action_key(action))
-                .is_some()
     }
 
     pub fn decide(&self, principal: &Principal, call: &Call, ctx: &Context) -> Decision {

@@ -146,15 +146,21 @@ async fn decide_uncached(
             ctx.name = Some(own.to_owned());
             // Annotations come from the backend's tools/list: not asked for
             // when the policies in force permit every call unconditionally.
-            if call.method == Method::ToolsCall
-                && !gw
-                    .policy
-                    .permits_any(Method::ToolsCall.action(), ctx.route.as_deref())
-            {
+            let (needs_facts, expose_arguments) = match call.method {
+                Method::ToolsCall => {
+                    let snapshot = gw.policy.snapshot();
+                    (
+                        !snapshot.permits_any(Method::ToolsCall.action(), ctx.route.as_deref()),
+                        snapshot.expose_arguments,
+                    )
+                }
+                _ => (false, false),
+            };
+            if needs_facts {
                 let (facts, known) = tool_facts(session, index, own, out).await;
                 ctx.tool = Some(facts);
                 settled &= known;
-                if gw.policy.snapshot().expose_arguments {
+                if expose_arguments {
                     ctx.arguments = mcp::meta::params_object(env.params.as_deref())
                         .get("arguments")
                         .and_then(Value::as_object)
