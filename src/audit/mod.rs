@@ -91,11 +91,8 @@ pub fn replica_id(configured: Option<&str>) -> String {
     if let Some(id) = configured {
         return id.to_owned();
     }
-    let hostname: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
+    let hostname: String = hostname()
         .unwrap_or_default()
-        .trim()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         .take(48)
@@ -109,6 +106,16 @@ pub fn replica_id(configured: Option<&str>) -> String {
         hostname.as_str()
     };
     format!("{host}-{}", hex::encode(bytes))
+}
+
+/// This machine's name (Linux, else `$HOSTNAME`), trimmed; `None` when
+/// unknown or empty.
+pub(crate) fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 impl AuditSink {

@@ -48,10 +48,9 @@ impl Syslog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        // RFC 5424: printable ASCII, else the nil value.
+        let host = super::hostname()
+            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or_else(|| "-".into());
         Ok((
             Syslog {
