@@ -378,17 +378,12 @@ async fn authz_routes_select_backends_and_policies_by_claim_and_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authz_a_policy_that_errors_at_evaluation_denies_and_logs_why() {
     let vault = EchoHeaders::start();
-    let gw = Gateway::builder(&format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{}\n[policy]\nfiles = [\"p.cedar\"]\n",
-        vault.backend_toml("vault", "")
-    ))
-    .file(
-        "p.cedar",
+    let gw = vault_gateway(
+        &vault,
         "@id(\"allow\") permit(principal, action, resource);\n\
          @id(\"overflow\") forbid(principal, action == Mcp::Action::\"tools/call\", resource)\n  \
          when { (principal.delegation_depth + 2) * 9223372036854775807 > 0 };\n",
-    )
-    .start();
+    );
     let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
     let rpc = s
         .request(
@@ -525,6 +520,17 @@ fn authz_policy_test_runs_the_example_cases() {
     );
 }
 
+/// A gateway in front of `vault` alone, deciding with `policy` (p.cedar).
+fn vault_gateway(vault: &EchoHeaders, policy: &str) -> Gateway {
+    Gateway::builder(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{}\n\
+         [policy]\nfiles = [\"p.cedar\"]\n",
+        vault.backend_toml("vault", "")
+    ))
+    .file("p.cedar", policy)
+    .start()
+}
+
 const ALLOW: &str = "@id(\"allow\") permit(principal, action, resource);\n";
 const DENY_CALLS: &str = "@id(\"allow\") permit(principal, action, resource);\n\
     @id(\"no-calls\") forbid(principal, action == Mcp::Action::\"tools/call\", resource);\n";
@@ -651,20 +657,15 @@ async fn authz_reload_under_load_every_call_gets_the_set_in_force() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authz_context_carries_origin_remote_addr_and_client_name() {
     let vault = EchoHeaders::start();
-    let gw = Gateway::builder(&format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{}\n[policy]\nfiles = [\"p.cedar\"]\n",
-        vault.backend_toml("vault", "")
-    ))
-    .file(
-        "p.cedar",
+    let gw = vault_gateway(
+        &vault,
         "@id(\"allow\") permit(principal, action, resource);\n\
          @id(\"local-dashboard-only\") forbid(principal, action == Mcp::Action::\"tools/call\", resource)\n  \
          unless { context has remote_addr && context.remote_addr like \"127.0.0.1:*\" &&\n  \
          context has origin && context.origin == \"http://localhost:1234\" &&\n  \
          context has client_name && context.client_name == \"gateway-tests\" &&\n  \
          context.transport == \"streamable_http\" && context.protocol_version == \"2025-11-25\" };\n",
-    )
-    .start();
+    );
     let call = json!({"name": "echo", "arguments": {"message": "x"}});
     let mut s = McpSession::initialize(
         &gw.url(),
@@ -693,19 +694,10 @@ async fn tool_annotations_are_fetched_only_when_policies_read_them() {
             .filter(|r| r["method"] == "tools/list")
             .count()
     };
-    let gateway_for = |backend: &EchoHeaders, policy: &str| {
-        Gateway::builder(&format!(
-            "[listen]\naddr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n{}\n\
-             [policy]\nfiles = [\"p.cedar\"]\n",
-            backend.backend_toml("vault", "")
-        ))
-        .file("p.cedar", policy)
-        .start()
-    };
     let echo = json!({"name": "echo", "arguments": {"message": "m"}});
 
     let allow_all = EchoHeaders::start();
-    let gw = gateway_for(&allow_all, ALLOW);
+    let gw = vault_gateway(&allow_all, ALLOW);
     let mut s = McpSession::initialize(&gw.url(), "2025-11-25", &[]).await;
     for _ in 0..2 {
         let r = s.request("tools/call", echo.clone()).await;
@@ -715,7 +707,7 @@ async fn tool_annotations_are_fetched_only_when_policies_read_them() {
     assert_eq!(lists(&allow_all), 0, "{:?}", allow_all.requests());
 
     let reading = EchoHeaders::start();
-    let gw = gateway_for(
+    let gw = vault_gateway(
         &reading,
         "@id(\"allow\") permit(principal, action, resource);\n\
          @id(\"no-destructive\") forbid(principal, action == Mcp::Action::\"tools/call\", resource is Mcp::Tool)\n\
