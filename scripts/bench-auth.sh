@@ -47,16 +47,8 @@ run() { # URL ERA [HEADER]
 echo "machine: $(nproc) cores; concurrency $concurrency; ${duration_s} s per run, best of $repeat" >&2
 echo "| era | auth off rps | JWT rps | ratio | auth off p50 | JWT p50 | errors (off/JWT) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
+run_a() { run "$off" "$1"; }
+run_b() { run "$on" "$1" "Authorization: Bearer $token"; }
 for era in handshake stateless; do
-    best_off=0 best_on=0 p50_off="" p50_on="" err_off=0 err_on=0
-    for _ in $(seq "$repeat"); do
-        r="$(run "$off" "$era")"
-        if awk -v a="$(field rps "$r")" -v b="$best_off" 'BEGIN { exit !(a > b) }'; then best_off="$(field rps "$r")"; p50_off="$(field p50_ms "$r")"; fi
-        err_off=$((err_off + $(field errors "$r")))
-        r="$(run "$on" "$era" "Authorization: Bearer $token")"
-        if awk -v a="$(field rps "$r")" -v b="$best_on" 'BEGIN { exit !(a > b) }'; then best_on="$(field rps "$r")"; p50_on="$(field p50_ms "$r")"; fi
-        err_on=$((err_on + $(field errors "$r")))
-    done
-    awk -v era="$era" -v off="$best_off" -v on="$best_on" -v p0="$p50_off" -v p1="$p50_on" -v e0="$err_off" -v e1="$err_on" \
-        'BEGIN { printf "| %s | %.0f | %.0f | %.0f%% | %.3f ms | %.3f ms | %d / %d |\n", era, off, on, (off > 0 ? 100 * on / off : 0), p0, p1, e0, e1 }'
+    ab_row "$era"
 done

@@ -75,3 +75,21 @@ gateway_url() {
 
 # field NAME JSON: a numeric field of a one-line JSON summary.
 field() { grep -o -E "\"$1\":[0-9.]+" <<<"$2" | cut -d: -f2; }
+
+# ab_row ERA: one markdown row comparing two setups, the calling script's
+# `run_a ERA` and `run_b ERA` (each prints one `bench --json` summary), run
+# alternately $repeat times; each side keeps its fastest run, errors are
+# summed. Columns: era, a rps, b rps, b/a, a p50, b p50, errors (a / b).
+ab_row() {
+    local era="$1" best_a=0 best_b=0 p50_a="" p50_b="" err_a=0 err_b=0 r
+    for _ in $(seq "$repeat"); do
+        r="$(run_a "$era")"
+        if awk -v a="$(field rps "$r")" -v b="$best_a" 'BEGIN { exit !(a > b) }'; then best_a="$(field rps "$r")"; p50_a="$(field p50_ms "$r")"; fi
+        err_a=$((err_a + $(field errors "$r")))
+        r="$(run_b "$era")"
+        if awk -v a="$(field rps "$r")" -v b="$best_b" 'BEGIN { exit !(a > b) }'; then best_b="$(field rps "$r")"; p50_b="$(field p50_ms "$r")"; fi
+        err_b=$((err_b + $(field errors "$r")))
+    done
+    awk -v era="$era" -v a="$best_a" -v b="$best_b" -v p0="$p50_a" -v p1="$p50_b" -v e0="$err_a" -v e1="$err_b" \
+        'BEGIN { printf "| %s | %.0f | %.0f | %.0f%% | %.3f ms | %.3f ms | %d / %d |\n", era, a, b, (a > 0 ? 100 * b / a : 0), p0, p1, e0, e1 }'
+}
