@@ -19,6 +19,15 @@ use crate::config::{AuditConfig, AuditPath, Fsync};
 /// so a slow sync never leaves the queue full while the writer idles.
 const MIN_BATCH: usize = 512;
 
+/// Shortest time between the starts of two batches while records keep
+/// coming (group commit). Under load the writer waits out the rest of this
+/// before draining the queue again, so one write and one sync cover every
+/// record of the interval instead of a wake-up, a write and a sync per
+/// handful of records; an idle writer takes the next record at once. The
+/// queue keeps the records meanwhile, so nothing is dropped, and 4096 queue
+/// slots cover 2 ms at two million records per second.
+const LINGER: Duration = Duration::from_millis(2);
+
 enum Sink {
     Stdout(std::io::Stdout),
     Syslog(super::syslog::Syslog),
@@ -161,8 +170,17 @@ fn newest_rotated(path: &Path) -> Option<PathBuf> {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
         let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut last_batch: Option<Instant> = None;
         while let Some(first) = rx.blocking_recv() {
+            // A flush is waited on: answer it without lingering.
+            if let (Some(last), Entry::Record(_)) = (last_batch, &first) {
+                let since = last.elapsed();
+                if since < LINGER {
+                    std::thread::sleep(LINGER - since);
+                }
+            }
             let started = Instant::now();
+            last_batch = Some(started);
             let mut next = Some(first);
             let mut written = 0usize;
             while let Some(entry) = next.take() {
