@@ -2,6 +2,7 @@
 //! handshake-era sessions (`Mcp-Session-Id`, GET stream, DELETE) and
 //! stateless 2026-07-28 requests (routing headers checked against the body).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use crate::auth::Principal;
 use crate::mcp::{self, Envelope, Era, Kind};
 use crate::router::Route;
 use crate::session::{
-    FORWARDED_HEADER, Gateway, Resolved, Session, SessionError, backend_error_response,
+    Detached, FORWARDED_HEADER, Gateway, PendingCall, Resolved, Session, SessionError,
+    backend_error_response,
 };
 
 const TRANSPORT: &str = "streamable_http";
@@ -308,10 +310,11 @@ async fn post_in_session(s: AppState, session: Arc<Session>, env: Envelope) -> R
         }
         Kind::Request => {
             let (tx, rx) = mpsc::channel(s.gw.config.limits.max_queued_messages);
-            // Handshake era: a disconnect is not a cancellation, so the call
-            // runs as its own task (cancelled only by notifications/cancelled).
-            let task = session.spawn_request(env, tx);
-            respond(&s.gw, task, rx, Era::Handshake, None).await
+            // Handshake era: a disconnect is not a cancellation, so a call
+            // whose exchange ends early goes on as its own task (cancelled
+            // only by notifications/cancelled).
+            let call = Detached::new(session.start_request(env, tx));
+            respond(&s.gw, call, rx, Era::Handshake).await
         }
     }
 }
@@ -341,21 +344,13 @@ async fn post_stateless(
             let context =
                 Box::pin(s.gw.stateless_context(&principal, &route, env.params.as_deref())).await;
             let (tx, rx) = mpsc::channel(s.gw.config.limits.max_queued_messages);
-            let handle =
-                s.gw.tracker
-                    .spawn(async move { Some(Box::pin(context.handle_request(env, tx)).await) });
-            // Closing the response stream cancels the call (2026-07-28).
-            let guard = AbortOnDrop(handle.abort_handle());
-            respond(&s.gw, handle, rx, Era::Stateless, Some(guard)).await
+            // Polled by this exchange: closing the response stream drops,
+            // and so cancels, the call (2026-07-28).
+            let call: PendingCall = Box::pin(s.gw.tracker.track_future(async move {
+                Some(Box::pin(context.handle_request(env, tx)).await)
+            }));
+            respond(&s.gw, call, rx, Era::Stateless).await
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -554,22 +549,28 @@ fn json_response(status: StatusCode, env: &Envelope) -> Response {
 /// Answers with plain JSON when the call finishes without sending anything
 /// else first; otherwise switches to an SSE stream carrying the call's
 /// notifications and server requests, keep-alives, then the response.
-async fn respond(
+///
+/// The call is polled here, then by the stream's task; when that task ends
+/// early (the client went away) it drops the call, which cancels it unless
+/// the call is [`Detached`].
+async fn respond<C>(
     gw: &Arc<Gateway>,
-    mut task: tokio::task::JoinHandle<Option<Envelope>>,
+    mut call: C,
     mut rx: mpsc::Receiver<Envelope>,
     era: Era,
-    guard: Option<AbortOnDrop>,
-) -> Response {
+) -> Response
+where
+    C: Future<Output = Option<Envelope>> + Send + Unpin + 'static,
+{
     let keepalive = gw.config.listen.sse_keepalive;
     let first = tokio::select! {
-        done = &mut task => {
+        done = &mut call => {
             // Anything queued before the response means a stream after all.
             match rx.try_recv() {
                 Ok(first) => Some((first, Some(done))),
                 Err(_) => {
                     return match done {
-                        Ok(Some(response)) => {
+                        Some(response) => {
                             let status = if era == Era::Stateless { stateless_status(&response) } else { StatusCode::OK };
                             let mut r = json_response(status, &response);
                             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -590,8 +591,6 @@ async fn respond(
     let queue = gw.config.limits.max_queued_messages;
     let (response, body) = sse::response(&[], queue, gw.metrics.stream_opened(TRANSPORT));
     tokio::spawn(async move {
-        // Dropped on return: for a stateless call, ending the stream cancels it.
-        let _guard = guard;
         // Never waits for the client: a full queue ends the stream (the
         // call's later messages then go to the session's GET stream).
         let offer = |chunk| match sse::offer(&body, chunk) {
@@ -605,7 +604,7 @@ async fn respond(
                 false
             }
         };
-        let mut finished: Option<Result<Option<Envelope>, tokio::task::JoinError>> = None;
+        let mut finished: Option<Option<Envelope>> = None;
         if let Some((msg, done)) = first {
             if !offer(sse::message_event(&msg.to_json(), None)) {
                 return;
@@ -620,13 +619,13 @@ async fn respond(
                         return;
                     }
                 }
-                if let Ok(Some(response)) = done {
+                if let Some(response) = done {
                     offer(sse::message_event(&response.to_json(), None));
                 }
                 return;
             }
             tokio::select! {
-                done = &mut task => finished = Some(done),
+                done = &mut call => finished = Some(done),
                 Some(msg) = rx.recv() => {
                     if !offer(sse::message_event(&msg.to_json(), None)) {
                         return;

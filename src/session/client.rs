@@ -2,8 +2,11 @@
 //! backend sends back about it, and bridges the eras at this edge.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,6 +28,61 @@ use crate::router::Route;
 
 /// Messages for the client on the stream of the request being handled.
 pub type Out = mpsc::Sender<Envelope>;
+
+/// A client request that runs where it is polled (see
+/// [`Session::start_request`]); `None` when it was cancelled.
+pub type PendingCall = Pin<Box<dyn Future<Output = Option<Envelope>> + Send>>;
+
+/// How `notifications/cancelled` stops a request: its task, or the call
+/// future wherever it is being polled.
+enum Abort {
+    Task(AbortHandle),
+    Call(futures::future::AbortHandle),
+}
+
+impl Abort {
+    fn abort(&self) {
+        match self {
+            Abort::Task(h) => h.abort(),
+            Abort::Call(h) => h.abort(),
+        }
+    }
+}
+
+/// A handshake-era call polled in place by the HTTP exchange that carried
+/// it. If the exchange ends first (the client went away), the rest of the
+/// call goes on as a task of its own: in that era a disconnect is not a
+/// cancellation, only `notifications/cancelled` is. Saves spawning a task
+/// and waking its waiter for every call that completes normally.
+pub struct Detached(Option<PendingCall>);
+
+impl Detached {
+    pub fn new(call: PendingCall) -> Detached {
+        Detached(Some(call))
+    }
+}
+
+impl Future for Detached {
+    type Output = Option<Envelope>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        let Some(call) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let out = std::task::ready!(call.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(out)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        // Outside a runtime (it is shutting down) the call just ends.
+        if let (Some(call), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(call);
+        }
+    }
+}
 
 /// What the client said about itself.
 #[derive(Debug, Clone)]
@@ -49,7 +107,7 @@ pub struct Session {
     stream: Mutex<GetStream>,
     client_requests: Mutex<HashMap<String, oneshot::Sender<ResponsePayload>>>,
     next_client_request: AtomicU64,
-    in_flight: Mutex<HashMap<JsonRpcId, AbortHandle>>,
+    in_flight: Mutex<HashMap<JsonRpcId, Abort>>,
     busy: AtomicUsize,
     permits: Arc<Semaphore>,
     last_seen: Mutex<Instant>,
@@ -484,16 +542,45 @@ impl Session {
             None => tokio::spawn(fut),
         };
         if let (Some(id), Some(f)) = (id, in_flight.as_mut()) {
-            f.insert(id, handle.abort_handle());
+            f.insert(id, Abort::Task(handle.abort_handle()));
         }
         handle
+    }
+
+    /// A request as a future for the caller to poll (no task of its own),
+    /// cancellable by `notifications/cancelled` like a spawned one and
+    /// counted by the gateway's tracker until it ends, so a shutdown drains
+    /// it. Dropping it cancels the call; wrap it in [`Detached`] where a
+    /// dropped exchange must not.
+    pub fn start_request(self: &Arc<Self>, env: Envelope, out: Out) -> PendingCall {
+        let session = self.clone();
+        let id = env.id.clone();
+        let (abort, registration) = futures::future::AbortHandle::new_pair();
+        if let (Some(id), Ok(mut f)) = (&id, self.in_flight.lock()) {
+            f.insert(id.clone(), Abort::Call(abort));
+        }
+        let call = async move {
+            let run =
+                futures::future::Abortable::new(session.handle_request(env, out), registration);
+            // Aborted: `abort_request` already took the entry (and the id
+            // may since have been reused by a newer request).
+            let response = run.await.ok()?;
+            if let (Some(id), Ok(mut f)) = (&id, session.in_flight.lock()) {
+                f.remove(id);
+            }
+            Some(response)
+        };
+        match self.gateway.upgrade() {
+            Some(gw) => Box::pin(gw.tracker.track_future(call)),
+            None => Box::pin(call),
+        }
     }
 
     /// Registers a spawned request under its client id so a
     /// `notifications/cancelled` can abort it.
     pub fn track(&self, id: &JsonRpcId, handle: AbortHandle) {
         if let Ok(mut f) = self.in_flight.lock() {
-            f.insert(id.clone(), handle);
+            f.insert(id.clone(), Abort::Task(handle));
         }
     }
 

@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use client::{ClientFacts, Out, Session};
+pub use client::{ClientFacts, Detached, Out, PendingCall, Session};
 pub use replicas::{FORWARDED_HEADER, Resolved};
 
 use crate::audit::{AuditSink, Outcome, Record};

@@ -333,6 +333,67 @@ async fn client_cancellation_reaches_the_backend_with_its_own_id() {
     );
 }
 
+/// Handshake era: a client that hangs up has not cancelled its call. The
+/// call goes on (the backend is told nothing) and a later
+/// `notifications/cancelled` still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_call_outlives_its_dropped_exchange_and_stays_cancellable() {
+    let gw = gateway_with("", "", &fault_backend("fault", ""));
+    let url = gw.url();
+    let mut session = McpSession::initialize(&url, "2025-11-25", &[]).await;
+    // Hang up while the gateway still waits for the backend's answer (no
+    // response headers yet: the keep-alive switch to SSE is 15 s away).
+    let opened = tokio::time::timeout(
+        Duration::from_millis(500),
+        session.open_request("tools/call", json!({"name": "hang", "arguments": {}})),
+    )
+    .await;
+    assert!(opened.is_err(), "the gateway answered a call that hangs");
+    let id = session.last_id();
+    let cancelled_ids = |rpc: Value| -> Vec<Value> {
+        serde_json::from_str(rpc["result"]["content"][0]["text"].as_str().unwrap_or("[]"))
+            .unwrap_or_default()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rpc = session
+        .request(
+            "tools/call",
+            json!({"name": "cancelled_ids", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(
+        cancelled_ids(rpc),
+        Vec::<Value>::new(),
+        "a hang-up is not a cancellation"
+    );
+    let r = session
+        .notify(
+            "notifications/cancelled",
+            json!({"requestId": id, "reason": "user"}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let rpc = session
+            .request(
+                "tools/call",
+                json!({"name": "cancelled_ids", "arguments": {}}),
+            )
+            .await;
+        seen = cancelled_ids(rpc);
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "the detached call was cancelled once: {seen:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_a_2026_stream_cancels_the_backend_call() {
     let gw = gateway_with(

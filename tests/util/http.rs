@@ -521,6 +521,11 @@ impl McpSession {
         post_json(&self.url, &Self::header_refs(&h), body).await
     }
 
+    /// The id the last request of this session was sent with.
+    pub fn last_id(&self) -> Value {
+        json!(self.next_id - 1)
+    }
+
     /// A request with a fresh id; returns the whole response (JSON or SSE).
     pub async fn send(&mut self, method: &str, params: Value) -> RawResponse {
         let id = self.next_id;
