@@ -8,6 +8,13 @@
 #   BENCH_CONCURRENCY="1 8 32" BENCH_ERAS=handshake scripts/bench.sh
 #   BENCH_REPEAT=3 scripts/bench.sh      # best of 3 per cell, for a busy machine
 #   BENCH_BIN=path/to/mcp-gateway scripts/bench.sh   # that binary, no build
+#   BENCH_REFERENCE=none scripts/bench.sh # without the HAProxy reference row
+#
+# Reference: when `haproxy` is installed (BENCH_REFERENCE=haproxy, the
+# default then), each row also runs the bench through HAProxy in HTTP mode
+# in front of the same demo server, with keep-alive and connection reuse to
+# it: what a plain, MCP-unaware HTTP proxy costs on the same machine in the
+# same run, so the gateway's ratio can be read against it.
 #
 # All three processes (demo server, gateway, bench) share this machine's
 # cores; every process this script starts is killed when it exits.
@@ -31,6 +38,38 @@ name = \"demo\"
 transport = \"streamable_http\"
 url = \"$direct_url\""
 gateway_url="$(gateway_url gateway)"
+
+reference="${BENCH_REFERENCE:-haproxy}"
+if [[ "$reference" == haproxy ]] && ! command -v haproxy >/dev/null; then
+    echo "haproxy is not installed: no reference row (BENCH_REFERENCE=none to silence this)" >&2
+    reference=none
+fi
+reference_url=""
+if [[ "$reference" == haproxy ]]; then
+    demo_port="$(grep -o -E ':[0-9]+/' <<<"$direct_url" | tr -d :/)"
+    reference_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    cat >"$work/haproxy.cfg" <<CFG
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend mcp
+    bind 127.0.0.1:$reference_port
+    default_backend demo
+backend demo
+    server demo 127.0.0.1:$demo_port
+CFG
+    haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
+    pids+=($!)
+    reference_url="http://127.0.0.1:$reference_port/mcp"
+    for _ in $(seq 50); do
+        curl -s -o /dev/null "$reference_url" && break
+        sleep 0.1
+    done
+fi
 
 # On the multiplexed route a tool is `demo__echo` when names are prefixed;
 # ask the gateway which name it shows.
@@ -89,12 +128,15 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "each run: ${warmup_s} s warmup + ${duration_s} s measured, best of $repeat" >&2
 echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
-echo "| era | concurrency | direct rps | gateway rps | ratio | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | CPU µs/call: demo, gateway | other load, CPU-s (direct/gateway) | errors, all runs (direct/gateway) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| era | concurrency | direct rps | gateway rps | ratio | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | CPU µs/call: demo, gateway | other load, CPU-s (direct/gateway) | errors, all runs (direct/gateway) | HAProxy rps (ratio) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for era in $eras; do
     for concurrency in $concurrency_levels; do
-        direct="" gateway="" direct_errors=0 gateway_errors=0
+        direct="" gateway="" proxied="" direct_errors=0 gateway_errors=0
         for _ in $(seq "$repeat"); do
+            if [[ -n "$reference_url" ]]; then
+                proxied="$(best "$proxied" "$(bench "$reference_url" "$tool" "$era" "$concurrency")")"
+            fi
             run="$(bench "$direct_url" "$tool" "$era" "$concurrency")"
             direct="$(best "$direct" "$run")"
             direct_errors=$((direct_errors + $(field errors "$run")))
@@ -110,12 +152,14 @@ for era in $eras; do
             -v greq="$(field calls_total "$gateway")" \
             -v gdemo="$(field demo_cpu_s "$gateway")" -v ggw="$(field gateway_cpu_s "$gateway")" \
             -v dother="$(other_cpu_s "$direct")" -v gother="$(other_cpu_s "$gateway")" \
+            -v prps="$(field rps "$proxied")" \
             'BEGIN {
                 ratio = drps > 0 ? sprintf("%.0f%%", 100 * grps / drps) : "n/a";
                 # Per call through the gateway, warmup included on both sides.
                 cost = greq > 0 ? sprintf("%.0f, %.0f", gdemo * 1e6 / greq, ggw * 1e6 / greq) : "n/a";
-                printf "| %s | %d | %.0f | %.0f | %s | %.3f ms | %.3f ms | %+.3f ms | %.3f ms | %.3f ms | %s | %.1f / %.1f | %d / %d |\n",
-                    era, c, drps, grps, ratio, dp50, gp50, gp50 - dp50, dp99, gp99, cost, dother, gother, derr, gerr
+                reference = prps > 0 && drps > 0 ? sprintf("%.0f (%.0f%%)", prps, 100 * prps / drps) : "n/a";
+                printf "| %s | %d | %.0f | %.0f | %s | %.3f ms | %.3f ms | %+.3f ms | %.3f ms | %.3f ms | %s | %.1f / %.1f | %d / %d | %s |\n",
+                    era, c, drps, grps, ratio, dp50, gp50, gp50 - dp50, dp99, gp99, cost, dother, gother, derr, gerr, reference
             }'
     done
 done
