@@ -289,10 +289,46 @@ async fn backend_that_never_answers_is_32011_and_is_told_to_cancel() {
             json!({"name": "cancelled_ids", "arguments": {}}),
         )
         .await;
-    let ids: Vec<Value> =
-        serde_json::from_str(rpc["result"]["content"][0]["text"].as_str().unwrap_or("[]"))
-            .unwrap_or_default();
-    assert_eq!(ids.len(), 1, "{rpc}");
+    assert_eq!(cancelled_ids(&rpc).len(), 1, "{rpc}");
+}
+
+/// The request ids the fault server saw cancelled, from its `cancelled_ids` answer.
+fn cancelled_ids(rpc: &Value) -> Vec<Value> {
+    serde_json::from_str(rpc["result"]["content"][0]["text"].as_str().unwrap_or("[]"))
+        .unwrap_or_default()
+}
+
+/// Cancels the session's request `id` (202), then waits for the fault
+/// server to report the cancellations it has seen.
+async fn cancel(session: &mut McpSession, id: Value) -> Vec<Value> {
+    let r = session
+        .notify(
+            "notifications/cancelled",
+            json!({"requestId": id, "reason": "user"}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    wait_for_cancellations(session).await
+}
+
+/// Asks the session's fault server for its cancelled ids until it has seen
+/// some (up to 5 s).
+async fn wait_for_cancellations(session: &mut McpSession) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let rpc = session
+            .request(
+                "tools/call",
+                json!({"name": "cancelled_ids", "arguments": {}}),
+            )
+            .await;
+        seen = cancelled_ids(&rpc);
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,28 +340,7 @@ async fn client_cancellation_reaches_the_backend_with_its_own_id() {
         .open_request("tools/call", json!({"name": "hang", "arguments": {}}))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = session
-        .notify(
-            "notifications/cancelled",
-            json!({"requestId": id, "reason": "user"}),
-        )
-        .await;
-    assert_eq!(r.status, 202);
-    let mut seen: Vec<Value> = Vec::new();
-    for _ in 0..50 {
-        let rpc = session
-            .request(
-                "tools/call",
-                json!({"name": "cancelled_ids", "arguments": {}}),
-            )
-            .await;
-        seen = serde_json::from_str(rpc["result"]["content"][0]["text"].as_str().unwrap_or("[]"))
-            .unwrap_or_default();
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = cancel(&mut session, id).await;
     assert_eq!(
         seen.len(),
         1,
@@ -350,10 +365,6 @@ async fn a_handshake_call_outlives_its_dropped_exchange_and_stays_cancellable() 
     .await;
     assert!(opened.is_err(), "the gateway answered a call that hangs");
     let id = session.last_id();
-    let cancelled_ids = |rpc: Value| -> Vec<Value> {
-        serde_json::from_str(rpc["result"]["content"][0]["text"].as_str().unwrap_or("[]"))
-            .unwrap_or_default()
-    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rpc = session
         .request(
@@ -362,31 +373,11 @@ async fn a_handshake_call_outlives_its_dropped_exchange_and_stays_cancellable() 
         )
         .await;
     assert_eq!(
-        cancelled_ids(rpc),
+        cancelled_ids(&rpc),
         Vec::<Value>::new(),
         "a hang-up is not a cancellation"
     );
-    let r = session
-        .notify(
-            "notifications/cancelled",
-            json!({"requestId": id, "reason": "user"}),
-        )
-        .await;
-    assert_eq!(r.status, 202);
-    let mut seen = Vec::new();
-    for _ in 0..50 {
-        let rpc = session
-            .request(
-                "tools/call",
-                json!({"name": "cancelled_ids", "arguments": {}}),
-            )
-            .await;
-        seen = cancelled_ids(rpc);
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = cancel(&mut session, id).await;
     assert_eq!(
         seen.len(),
         1,
@@ -427,13 +418,7 @@ async fn closing_a_2026_stream_cancels_the_backend_call() {
             &[],
         )
         .await;
-        let body = r.json();
-        seen = serde_json::from_str(
-            body["result"]["content"][0]["text"]
-                .as_str()
-                .unwrap_or("[]"),
-        )
-        .unwrap_or_default();
+        seen = cancelled_ids(&r.json());
         if !seen.is_empty() {
             break;
         }
