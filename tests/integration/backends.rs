@@ -20,7 +20,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::util::drivers::same_through_gateway;
+use crate::util::front::{Exchange, answer, client_capabilities, front_backend_matrix};
 use crate::util::servers::{PyWsServer, TsWsServer, freeze, resume, toml_string};
+use crate::util::surfaces::{EVERYTHING, PY_DEMO, Surface};
 use crate::util::{Everything, Gateway, PyDemoServer, py_client, ts_client};
 
 /// Bound on one exchange with the gateway (a call, its stream, its answers).
@@ -37,73 +40,6 @@ enum Front {
     Sse,
     /// WebSocket at `/ws` (2025-11-25).
     Ws,
-}
-
-/// What a client declares: the server→client requests it can answer.
-fn client_capabilities() -> Value {
-    json!({"sampling": {}, "elicitation": {}})
-}
-
-/// The canned answers of a client to server→client requests.
-fn answer(request: &Value) -> Value {
-    let result = match request["method"].as_str().unwrap_or_default() {
-        "elicitation/create" => json!({"action": "accept", "content": {"answer": "blue"}}),
-        "sampling/createMessage" => json!({
-            "role": "assistant",
-            "content": {"type": "text", "text": "short"},
-            "model": "gateway-test-model",
-            "stopReason": "endTurn"
-        }),
-        "roots/list" => json!({"roots": []}),
-        "ping" => json!({}),
-        other => {
-            return json!({"jsonrpc": "2.0", "id": request["id"],
-                "error": {"code": -32601, "message": format!("test client: no {other}")}});
-        }
-    };
-    json!({"jsonrpc": "2.0", "id": request["id"], "result": result})
-}
-
-/// One request's exchange, as the client saw it.
-#[derive(Debug, Default)]
-struct Exchange {
-    /// The JSON-RPC response (`result` or `error`).
-    response: Value,
-    /// Notifications that arrived with it (progress, logs).
-    notifications: Vec<Value>,
-    /// Server→client requests that arrived with it (each answered).
-    server_requests: Vec<Value>,
-}
-
-impl Exchange {
-    fn result(&self) -> &Value {
-        assert!(
-            self.response.get("result").is_some(),
-            "expected a result: {:#}",
-            self.response
-        );
-        &self.response["result"]
-    }
-
-    fn error_code(&self) -> i64 {
-        self.response["error"]["code"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("expected an error: {:#}", self.response))
-    }
-
-    fn text(&self) -> String {
-        self.result()["content"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn progress(&self) -> Vec<&Value> {
-        self.notifications
-            .iter()
-            .filter(|n| n["method"] == "notifications/progress")
-            .collect()
-    }
 }
 
 /// A connected client session at one front door.
@@ -134,16 +70,6 @@ impl Front {
     }
 }
 
-impl From<crate::util::front::Exchange> for Exchange {
-    fn from(e: crate::util::front::Exchange) -> Exchange {
-        Exchange {
-            response: e.response,
-            notifications: e.notifications,
-            server_requests: e.server_requests,
-        }
-    }
-}
-
 impl Client {
     /// A request; progress is asked for when `progress` is set. Every
     /// notification is also sent to `observer` as it arrives.
@@ -158,8 +84,8 @@ impl Client {
             Client::Http(c) => c.call(method, params, progress, observer).await,
             // These clients collect the notifications of the exchange; the
             // observer sees them when it completes.
-            Client::Sse(c) => observed(c.call(method, params, progress).await.into(), observer),
-            Client::Ws(c) => observed(c.call(method, params, progress).await.into(), observer),
+            Client::Sse(c) => observed(c.call(method, params, progress).await, observer),
+            Client::Ws(c) => observed(c.call(method, params, progress).await, observer),
         }
     }
 
@@ -388,67 +314,6 @@ impl Server {
     }
 }
 
-/// What a server offers, for the scenarios.
-struct Surface {
-    /// Tools that must be listed (with the client's declared capabilities).
-    tools: &'static [&'static str],
-    /// A tool reporting 3 progress steps quickly: (name, arguments, result text).
-    progress: (&'static str, fn() -> Value, &'static str),
-    /// A resource and a piece of its text.
-    resource: (&'static str, &'static str),
-    /// A tool that asks the client (name, arguments, request method, text
-    /// the answer puts in the result).
-    server_request: (&'static str, fn() -> Value, &'static str, &'static str),
-    /// A tool that runs for a minute, reporting progress every second.
-    slow: (&'static str, fn() -> Value),
-}
-
-const EVERYTHING: Surface = Surface {
-    tools: &[
-        "echo",
-        "get-sum",
-        "trigger-long-running-operation",
-        "trigger-sampling-request",
-        "trigger-elicitation-request",
-    ],
-    progress: (
-        "trigger-long-running-operation",
-        || json!({"duration": 0.3, "steps": 3}),
-        "Long running operation completed",
-    ),
-    resource: (
-        "demo://resource/static/document/features.md",
-        "Everything Server",
-    ),
-    server_request: (
-        "trigger-sampling-request",
-        || json!({"prompt": "hello", "maxTokens": 10}),
-        "sampling/createMessage",
-        "short",
-    ),
-    slow: (
-        "trigger-long-running-operation",
-        || json!({"duration": 60, "steps": 60}),
-    ),
-};
-
-const PY_DEMO: Surface = Surface {
-    tools: &["echo", "delete_item", "slow_count", "ask_user", "summarize"],
-    progress: (
-        "slow_count",
-        || json!({"steps": 3, "delay_ms": 10}),
-        "counted to 3",
-    ),
-    resource: ("demo://readme", "A demo resource."),
-    server_request: (
-        "ask_user",
-        || json!({"question": "favourite colour?"}),
-        "elicitation/create",
-        "user answered blue",
-    ),
-    slow: ("slow_count", || json!({"steps": 60, "delay_ms": 1000})),
-};
-
 impl Backend {
     fn surface(self) -> &'static Surface {
         match self {
@@ -592,32 +457,8 @@ async fn server_request(front: Front, backend: Backend) {
     assert_eq!(request["method"], method, "{request}");
 }
 
-macro_rules! matrix {
-    ($($front:expr, $backend:expr => $list:ident, $call:ident, $read:ident, $ask:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $list() {
-            tools_list($front, $backend).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $call() {
-            tools_call($front, $backend).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $read() {
-            resources_read($front, $backend).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $ask() {
-            server_request($front, $backend).await;
-        }
-    )*};
-}
-
 // front door, backend => tools/list, tools/call with progress, resources/read, server→client request
-matrix! {
+front_backend_matrix! {
     Front::Http, Backend::SseEverything => http_to_sse_everything_tools_list, http_to_sse_everything_tools_call, http_to_sse_everything_resources_read, http_to_sse_everything_server_request;
     Front::Http, Backend::SsePy => http_to_sse_py_tools_list, http_to_sse_py_tools_call, http_to_sse_py_resources_read, http_to_sse_py_server_request;
     Front::Http, Backend::WsPy => http_to_ws_py_tools_list, http_to_ws_py_tools_call, http_to_ws_py_resources_read, http_to_ws_py_server_request;
@@ -925,34 +766,6 @@ async fn http_to_ws_without_mcp_subprotocol_is_refused() {
 }
 
 // --- parity with the direct connection ---------------------------------------------
-
-type Driver = fn(&str, &str, &str, &[&str]) -> Value;
-
-fn without_protocol(mut out: Value) -> Value {
-    if let Some(o) = out.as_object_mut() {
-        o.remove("protocol");
-    }
-    out
-}
-
-/// Runs `scenario` directly at `direct` and through the gateway; the
-/// normalized results must be equal.
-fn same_through_gateway(
-    driver: Driver,
-    mode: &str,
-    direct: &str,
-    gateway: &str,
-    scenario: &str,
-) -> Value {
-    let direct_out = driver(mode, direct, scenario, &[]);
-    let through = driver(mode, gateway, scenario, &[]);
-    assert_eq!(
-        without_protocol(direct_out),
-        without_protocol(through.clone()),
-        "{mode} {scenario}: direct {direct} and through the gateway differ"
-    );
-    through
-}
 
 fn gateway_for(transport: &str, url: &str) -> Gateway {
     Gateway::start(&format!(

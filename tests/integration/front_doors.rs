@@ -22,9 +22,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use crate::util::front::{Exchange, SseClient, WsClient, WsEnd};
+use crate::util::front::{Exchange, SseClient, WsClient, WsEnd, front_backend_matrix};
 use crate::util::http::{self, McpSession};
 use crate::util::servers::{toml_array, toml_string};
+use crate::util::surfaces::{DEMO, EVERYTHING, PY_DEMO, Surface};
 use crate::util::{
     DemoServer, Everything, Gateway, PyDemoServer, py_client, py_ws_client, ts_client,
 };
@@ -58,81 +59,6 @@ enum Server {
     Py(PyDemoServer),
     Everything(Everything),
 }
-
-/// What a server offers, for the scenarios.
-struct Surface {
-    /// Tools that must be listed.
-    tools: &'static [&'static str],
-    /// A tool reporting 3 progress steps: (name, arguments, result text).
-    progress: (&'static str, fn() -> Value, &'static str),
-    /// A resource and a piece of its text.
-    resource: (&'static str, &'static str),
-    /// A tool that asks the client: (name, arguments, request method, text
-    /// the answer puts in the result).
-    server_request: (&'static str, fn() -> Value, &'static str, &'static str),
-    /// The driver scenario of the parity tests.
-    scenario: &'static str,
-}
-
-const DEMO: Surface = Surface {
-    tools: &["echo", "delete_item", "slow_count", "ask_user", "summarize"],
-    progress: (
-        "slow_count",
-        || json!({"steps": 3, "delay_ms": 10}),
-        "counted to 3",
-    ),
-    resource: ("demo://readme", "mcp-gateway demo server"),
-    server_request: (
-        "ask_user",
-        || json!({"question": "favourite colour?"}),
-        "elicitation/create",
-        "user said: blue",
-    ),
-    scenario: "demo-full",
-};
-
-const PY_DEMO: Surface = Surface {
-    tools: &["echo", "delete_item", "slow_count", "ask_user", "summarize"],
-    progress: (
-        "slow_count",
-        || json!({"steps": 3, "delay_ms": 10}),
-        "counted to 3",
-    ),
-    resource: ("demo://readme", "demo"),
-    server_request: (
-        "ask_user",
-        || json!({"question": "favourite colour?"}),
-        "elicitation/create",
-        "user answered blue",
-    ),
-    scenario: "demo-full",
-};
-
-const EVERYTHING: Surface = Surface {
-    tools: &[
-        "echo",
-        "get-sum",
-        "trigger-long-running-operation",
-        "trigger-sampling-request",
-        "trigger-elicitation-request",
-    ],
-    progress: (
-        "trigger-long-running-operation",
-        || json!({"duration": 0.3, "steps": 3}),
-        "Long running operation completed",
-    ),
-    resource: (
-        "demo://resource/static/document/features.md",
-        "Everything Server",
-    ),
-    server_request: (
-        "trigger-sampling-request",
-        || json!({"prompt": "hello", "maxTokens": 10}),
-        "sampling/createMessage",
-        "short",
-    ),
-    scenario: "everything",
-};
 
 impl Backend {
     fn surface(self) -> &'static Surface {
@@ -336,32 +262,8 @@ async fn server_request(front: Front, backend: Backend) {
     assert_eq!(request["method"], method, "{request}");
 }
 
-macro_rules! matrix {
-    ($($front:expr, $backend:expr => $list:ident, $call:ident, $read:ident, $ask:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $list() {
-            tools_list($front, $backend).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $call() {
-            tools_call($front, $backend).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $read() {
-            resources_read($front, $backend).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $ask() {
-            server_request($front, $backend).await;
-        }
-    )*};
-}
-
 // front door, backend => tools/list, tools/call with progress, resources/read, server→client request
-matrix! {
+front_backend_matrix! {
     Front::Sse, Backend::StdioDemo => sse_to_stdio_demo_tools_list, sse_to_stdio_demo_tools_call, sse_to_stdio_demo_resources_read, sse_to_stdio_demo_server_request;
     Front::Sse, Backend::HttpDemo => sse_to_http_demo_tools_list, sse_to_http_demo_tools_call, sse_to_http_demo_resources_read, sse_to_http_demo_server_request;
     Front::Sse, Backend::StdioEverything => sse_to_stdio_everything_tools_list, sse_to_stdio_everything_tools_call, sse_to_stdio_everything_resources_read, sse_to_stdio_everything_server_request;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::util::drivers::without_protocol;
 use crate::util::http::{self, LATEST_HANDSHAKE, MODERN, McpSession};
 use crate::util::{
     DemoServer, Everything, PyDemoServer, TestDir, conformance, inspector, py_client, ts_client,
@@ -103,13 +104,6 @@ fn check_demo_full(out: &Value) {
                 .all(|s| s.as_str().is_some_and(|s| s.starts_with('p'))),
         "{out}"
     );
-}
-
-fn without_protocol(mut out: Value) -> Value {
-    if let Some(o) = out.as_object_mut() {
-        o.remove("protocol");
-    }
-    out
 }
 
 // --- server-everything ---------------------------------------------------------------

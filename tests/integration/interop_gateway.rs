@@ -7,13 +7,12 @@
 
 use serde_json::Value;
 
+use crate::util::drivers::{same_through_gateway, same_through_gateway_at, without_protocol};
 use crate::util::servers::{toml_array, toml_string};
 use crate::util::{
     DemoServer, Everything, Gateway, PyDemoServer, TestDir, conformance, inspector, py_client,
     ts_client,
 };
-
-type Driver = fn(&str, &str, &str, &[&str]) -> Value;
 
 fn gateway_stdio(argv: &[String]) -> Gateway {
     Gateway::start(&format!(
@@ -29,49 +28,6 @@ fn gateway_http(url: &str) -> Gateway {
          [[backends]]\nname = \"server\"\ntransport = \"streamable_http\"\nurl = {}\n",
         toml_string(url)
     ))
-}
-
-fn without_protocol(mut out: Value) -> Value {
-    if let Some(o) = out.as_object_mut() {
-        o.remove("protocol");
-    }
-    out
-}
-
-/// Runs `scenario` with `driver` directly and through the gateway and
-/// compares; returns the gateway's output for further checks.
-fn same_through_gateway(
-    driver: Driver,
-    mode: &str,
-    direct: &str,
-    gateway: &str,
-    scenario: &str,
-) -> Value {
-    same_through_gateway_at(driver, mode, direct, gateway, scenario, None)
-}
-
-/// As `same_through_gateway`, also checking the revision the gateway
-/// negotiated with the client.
-fn same_through_gateway_at(
-    driver: Driver,
-    mode: &str,
-    direct: &str,
-    gateway: &str,
-    scenario: &str,
-    protocol: Option<&str>,
-) -> Value {
-    let direct_out = driver(mode, direct, scenario, &[]);
-    let expect: Vec<&str> = protocol
-        .map(|p| vec!["--expect-protocol", p])
-        .unwrap_or_default();
-    let through = driver(mode, gateway, scenario, &expect);
-    assert_eq!(
-        without_protocol(direct_out.clone()),
-        without_protocol(through.clone()),
-        "{mode} {scenario}: direct {direct} and through the gateway differ"
-    );
-    assert!(through.get("connect_error").is_none(), "{through}");
-    through
 }
 
 fn assert_demo_full(out: &Value) {

@@ -233,3 +233,51 @@ pub fn conformance(url: &str, outdir: &Path, extra: &[&str]) -> BTreeMap<String,
         .unwrap_or_else(|e| panic!("read {}: {e}", statuses.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", statuses.display()))
 }
+
+/// A driver script's runner: `(mode, target, scenario, extra args)` → its JSON.
+pub type Driver = fn(&str, &str, &str, &[&str]) -> Value;
+
+/// A driver's output without the negotiated revision, which may differ
+/// between a direct run and one through the gateway.
+pub fn without_protocol(mut out: Value) -> Value {
+    if let Some(o) = out.as_object_mut() {
+        o.remove("protocol");
+    }
+    out
+}
+
+/// Runs `scenario` with `driver` directly and through the gateway and
+/// compares; returns the gateway's output for further checks.
+pub fn same_through_gateway(
+    driver: Driver,
+    mode: &str,
+    direct: &str,
+    gateway: &str,
+    scenario: &str,
+) -> Value {
+    same_through_gateway_at(driver, mode, direct, gateway, scenario, None)
+}
+
+/// As `same_through_gateway`, also checking the revision the gateway
+/// negotiated with the client.
+pub fn same_through_gateway_at(
+    driver: Driver,
+    mode: &str,
+    direct: &str,
+    gateway: &str,
+    scenario: &str,
+    protocol: Option<&str>,
+) -> Value {
+    let direct_out = driver(mode, direct, scenario, &[]);
+    let expect: Vec<&str> = protocol
+        .map(|p| vec!["--expect-protocol", p])
+        .unwrap_or_default();
+    let through = driver(mode, gateway, scenario, &expect);
+    assert_eq!(
+        without_protocol(direct_out.clone()),
+        without_protocol(through.clone()),
+        "{mode} {scenario}: direct {direct} and through the gateway differ"
+    );
+    assert!(through.get("connect_error").is_none(), "{through}");
+    through
+}

@@ -449,3 +449,32 @@ impl SseClient {
         }
     }
 }
+
+/// Four tests for each front door × backend pair: `tools/list`, `tools/call`
+/// with progress, `resources/read` and a server→client request. The module
+/// that invokes it defines `tools_list`, `tools_call`, `resources_read` and
+/// `server_request`, each an `async fn(Front, Backend)` of its own types.
+macro_rules! front_backend_matrix {
+    ($($front:expr, $backend:expr => $list:ident, $call:ident, $read:ident, $ask:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $list() {
+            tools_list($front, $backend).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $call() {
+            tools_call($front, $backend).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $read() {
+            resources_read($front, $backend).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $ask() {
+            server_request($front, $backend).await;
+        }
+    )*};
+}
+pub(crate) use front_backend_matrix;

@@ -14,6 +14,7 @@
 //!   `modern_request` (2026-07-28) for protocol-level tests.
 //! - `front`: clients for the legacy SSE (`SseClient`) and WebSocket
 //!   (`WsClient`) front doors, with raw frames and close codes.
+//! - `surfaces`: what each backend of the front-door matrices offers.
 //!
 //! - `auth`: signing keys, `token mint`, the header-echo backend, the admin
 //!   revocation API, the `oidc-provider` fixture.
@@ -29,6 +30,7 @@ pub mod http;
 pub mod process;
 pub mod redis;
 pub mod servers;
+pub mod surfaces;
 
 pub use drivers::{
     conformance, inspector, py_client, py_client_run, py_ws_client, py_ws_client_run, ts_client,
