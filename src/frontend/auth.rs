@@ -44,14 +44,28 @@ impl std::fmt::Display for Challenge {
     }
 }
 
-/// The RFC 6750 `error` code of a refusal; `None` when credentials were
-/// simply absent (RFC 6750 §3.1: no error code then).
+/// The RFC 6750 `error` code of a refusal, from its status; `None` when
+/// credentials were simply absent (RFC 6750 §3.1: no error code then) or
+/// the gateway could not check them (503).
 fn oauth_error(e: &AuthError) -> Option<&'static str> {
+    if matches!(e, AuthError::Missing | AuthError::UnsupportedScheme) {
+        return None;
+    }
+    match status_and_code(e).0 {
+        StatusCode::UNAUTHORIZED => Some("invalid_token"),
+        StatusCode::BAD_REQUEST => Some("invalid_request"),
+        StatusCode::FORBIDDEN => Some("insufficient_scope"),
+        _ => None,
+    }
+}
+
+/// The one mapping from an auth refusal to HTTP status and JSON-RPC code
+/// (CONTRACT.md: 401 + `WWW-Authenticate`, 403 insufficient_scope).
+fn status_and_code(e: &AuthError) -> (StatusCode, i64) {
     match e {
-        AuthError::Missing | AuthError::UnsupportedScheme => None,
-        AuthError::Ambiguous | AuthError::TokenInQuery(_) => Some("invalid_request"),
-        AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
-        AuthError::TooLarge { .. }
+        AuthError::Missing
+        | AuthError::UnsupportedScheme
+        | AuthError::TooLarge { .. }
         | AuthError::Malformed(_)
         | AuthError::Algorithm(_)
         | AuthError::UnknownKey { .. }
@@ -66,49 +80,25 @@ fn oauth_error(e: &AuthError) -> Option<&'static str> {
         | AuthError::DelegationTooDeep { .. }
         | AuthError::Inactive
         | AuthError::InvalidApiKey
-        | AuthError::Revoked(_) => Some("invalid_token"),
+        | AuthError::Revoked(_) => (StatusCode::UNAUTHORIZED, mcp::code::UNAUTHENTICATED),
+        AuthError::Ambiguous | AuthError::TokenInQuery(_) => {
+            (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST)
+        }
+        AuthError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, mcp::code::FORBIDDEN),
+        // Fail closed, and say it is the gateway's side, not the token.
         AuthError::KeysUnavailable(_)
         | AuthError::IntrospectionUnavailable(_)
         | AuthError::RevocationsUnavailable(_)
-        | AuthError::StateUnavailable => None,
+        | AuthError::StateUnavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, mcp::code::UNAUTHENTICATED)
+        }
     }
 }
 
 impl Challenge {
-    /// The one mapping from an auth refusal to HTTP status and JSON-RPC
-    /// code (CONTRACT.md: 401 + `WWW-Authenticate`, 403 insufficient_scope).
+    /// HTTP status and JSON-RPC code of the refusal.
     pub fn parts(&self) -> (StatusCode, i64) {
-        match &self.error {
-            AuthError::Missing
-            | AuthError::UnsupportedScheme
-            | AuthError::TooLarge { .. }
-            | AuthError::Malformed(_)
-            | AuthError::Algorithm(_)
-            | AuthError::UnknownKey { .. }
-            | AuthError::Signature
-            | AuthError::Expired { .. }
-            | AuthError::NotYetValid { .. }
-            | AuthError::IssuedInFuture { .. }
-            | AuthError::Issuer
-            | AuthError::Audience
-            | AuthError::MissingClaim(_)
-            | AuthError::InvalidClaim { .. }
-            | AuthError::DelegationTooDeep { .. }
-            | AuthError::Inactive
-            | AuthError::InvalidApiKey
-            | AuthError::Revoked(_) => (StatusCode::UNAUTHORIZED, mcp::code::UNAUTHENTICATED),
-            AuthError::Ambiguous | AuthError::TokenInQuery(_) => {
-                (StatusCode::BAD_REQUEST, mcp::code::INVALID_REQUEST)
-            }
-            AuthError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, mcp::code::FORBIDDEN),
-            // Fail closed, and say it is the gateway's side, not the token.
-            AuthError::KeysUnavailable(_)
-            | AuthError::IntrospectionUnavailable(_)
-            | AuthError::RevocationsUnavailable(_)
-            | AuthError::StateUnavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, mcp::code::UNAUTHENTICATED)
-            }
-        }
+        status_and_code(&self.error)
     }
 
     /// The `WWW-Authenticate` value.
