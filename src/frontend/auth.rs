@@ -270,7 +270,23 @@ pub async fn require(State(gw): State<Arc<Gateway>>, request: Request, next: Nex
         Ok(p) => p,
         Err(r) => {
             audit_refusal(&gw, request.method(), request.uri(), request.headers(), &r).await;
-            return r.into_response();
+            let unread_body = request.version() <= axum::http::Version::HTTP_11
+                && (request.headers().contains_key(header::TRANSFER_ENCODING)
+                    || request
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .is_some_and(|n| n.as_bytes() != b"0"));
+            let mut response = r.into_response();
+            // The body of a refused request is never read, and hyper closes
+            // a connection whose body did not arrive with its headers. Say
+            // so, or a client retrying with a token (the OAuth flow) may
+            // send the retry down the closing connection.
+            if unread_body {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return response;
         }
     };
     let response = AUTHENTICATED

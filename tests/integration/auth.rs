@@ -600,6 +600,39 @@ async fn bad_token_corpus_never_reaches_the_backend() {
     assert_eq!(echo.wait_tool_calls(accepted), accepted);
 }
 
+/// A POST refused for its credentials before its body arrived: the gateway
+/// never reads that body, so it says it will close the connection, and a
+/// client's retry with a token takes a fresh one instead of racing the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_the_body_says_connection_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = EchoHeaders::start();
+    let gw = gateway("", &echo.backend_toml("echo", ""));
+    let head = |length: usize| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {length}\r\n\r\n",
+            gw.addr()
+        )
+    };
+    let mut conn = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    // Headers only: the body never comes.
+    conn.write_all(head(64).as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut response)).await;
+    assert!(read.is_ok(), "the gateway kept the connection open");
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 401"), "{response}");
+    assert!(response.contains("\r\nconnection: close\r\n"), "{response}");
+    assert!(response.contains("www-authenticate: bearer"), "{response}");
+    // A bodiless refusal keeps the connection.
+    let get = http::get(&gw.url(), &[]).await;
+    assert_eq!(get.status, 401, "{get:?}");
+    assert!(get.header("connection").is_none(), "{get:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_resource_metadata_and_challenges() {
     let echo = EchoHeaders::start();
